@@ -1,0 +1,17 @@
+//! sluice's exporters, one folder each. Every exporter implements one send attempt
+//! ([`sluice_pipeline::exporter::Export`]) and goes through the shared exporter helper.
+
+pub mod debug;
+pub mod file;
+
+use std::sync::Arc;
+
+use sluice_pipeline::ExporterFactory;
+
+/// Every exporter type this crate provides.
+pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
+    vec![
+        Arc::new(file::FileExporterFactory),
+        Arc::new(debug::DebugExporterFactory),
+    ]
+}

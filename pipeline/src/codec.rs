@@ -1,0 +1,154 @@
+//! OTLP wire codecs: protobuf, and OTLP/JSON as the OTLP specification defines it (hex trace
+//! and span ids, 64-bit integers as decimal strings on output and either form on input, enums
+//! as integers, lowerCamelCase keys, unknown fields ignored). Receivers decode with these,
+//! exporters encode.
+
+use prost::Message;
+
+use crate::signal::Signal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("invalid OTLP protobuf: {0}")]
+    Proto(#[from] prost::DecodeError),
+    #[error("invalid OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub fn decode_proto<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeError> {
+    Ok(S::from_request(S::Request::decode(bytes)?))
+}
+
+pub fn decode_json<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeError> {
+    Ok(S::from_request(serde_json::from_slice::<S::Request>(
+        bytes,
+    )?))
+}
+
+/// Encodes resources as the signal's export request (= its `*Data` message) without copying
+/// them into a request first: the resources are field 1 of every OTLP request.
+pub fn encode_proto<S: Signal>(resources: &[S::Resource], out: &mut Vec<u8>) {
+    for resource in resources {
+        prost::encoding::message::encode(1, resource, out);
+    }
+}
+
+pub fn encoded_proto_len<S: Signal>(resources: &[S::Resource]) -> usize {
+    resources
+        .iter()
+        .map(|r| prost::encoding::message::encoded_len(1, r))
+        .sum()
+}
+
+/// Writes `{"resourceSpans":[...]}` (or metrics/logs) on one line, without a trailing newline.
+pub fn encode_json<S: Signal>(
+    resources: &[S::Resource],
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(S::JSON_KEY.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (i, resource) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, resource)?;
+    }
+    out.extend_from_slice(b"]}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::{Logs, Metrics, Traces};
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use serde_json::json;
+
+    fn span() -> Span {
+        Span {
+            trace_id: (1..=16).collect(),
+            span_id: (1..=8).collect(),
+            name: "op".into(),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_123_456_789,
+            end_time_unix_nano: 1_700_000_001_000_000_000,
+            attributes: vec![KeyValue {
+                key: "big".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(9_007_199_254_740_993)),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn traces() -> Vec<ResourceSpans> {
+        vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn json_output_follows_the_otlp_rules() {
+        let mut out = Vec::new();
+        encode_json::<Traces>(&traces(), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let s = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(s["traceId"], "0102030405060708090a0b0c0d0e0f10");
+        assert_eq!(s["spanId"], "0102030405060708");
+        assert_eq!(s["startTimeUnixNano"], "1700000000123456789");
+        assert_eq!(s["kind"], 2);
+        assert_eq!(s["attributes"][0]["value"]["intValue"], "9007199254740993");
+        assert_eq!(decode_json::<Traces>(&out).unwrap(), traces());
+    }
+
+    #[test]
+    fn json_input_accepts_numbers_or_strings_and_ignores_unknown_fields() {
+        let doc = json!({
+            "resourceSpans": [{
+                "futureField": {"x": 1},
+                "scopeSpans": [{
+                    "spans": [{
+                        "traceId": "0102030405060708090A0B0C0D0E0F10",
+                        "spanId": "0102030405060708",
+                        "name": "op",
+                        "kind": 2,
+                        "startTimeUnixNano": 1700000000123456789u64,
+                        "endTimeUnixNano": "1700000001000000000",
+                        "attributes": [{"key": "big", "value": {"intValue": 9007199254740993u64}}],
+                        "unknown": [1, 2, 3]
+                    }]
+                }]
+            }]
+        });
+        let decoded = decode_json::<Traces>(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(decoded, traces());
+    }
+
+    #[test]
+    fn proto_round_trip_without_copying_into_a_request() {
+        let logs = vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    severity_number: 9,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        let mut out = Vec::new();
+        encode_proto::<Logs>(&logs, &mut out);
+        assert_eq!(out.len(), encoded_proto_len::<Logs>(&logs));
+        assert_eq!(decode_proto::<Logs>(&out).unwrap(), logs);
+        assert!(decode_proto::<Metrics>(b"\xff\xff\xff").is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! The exporter helper every exporter goes through (DESIGN §5): a size-bounded sending queue
+//! with several consumers, retries with exponential backoff, and a per-attempt timeout. An
+//! exporter only implements [`Export`]: one attempt to send one batch.
+
+mod retry;
+mod settings;
+
+pub use retry::Backoff;
+pub use settings::{HelperSettings, QueueSettings, RetrySettings, Sizer};
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::ack::{DeliveryError, Outcome};
+use crate::batch::{Batch, settle_all};
+use crate::component::{BuildContext, Lifecycle, StartError};
+use crate::consumer::{Consumer, DynConsumer};
+use crate::queue::{PushError, SizedQueue};
+use crate::signal::Signal;
+use crate::telemetry::{Counter, Gauge};
+
+/// One attempt to send one batch to a destination.
+#[async_trait]
+pub trait Export<S: Signal>: Send + Sync + 'static {
+    async fn export(&self, batch: &Batch<S>) -> Result<(), DeliveryError>;
+}
+
+struct Stats {
+    sent: Counter,
+    failed: Counter,
+    enqueue_failed: Counter,
+    queue_size: Gauge,
+}
+
+struct Inner<S: Signal> {
+    name: String,
+    export: Arc<dyn Export<S>>,
+    settings: HelperSettings,
+    queue: Option<SizedQueue<Batch<S>>>,
+    stats: Stats,
+}
+
+/// Wraps an [`Export`] with queue, retry and timeout; consumes batches for one signal.
+pub struct ExportHelper<S: Signal> {
+    inner: Arc<Inner<S>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<S: Signal> ExportHelper<S> {
+    pub fn new(
+        name: &str,
+        settings: HelperSettings,
+        export: Arc<dyn Export<S>>,
+        ctx: &BuildContext,
+    ) -> Arc<Self> {
+        let metrics = &ctx.telemetry.metrics;
+        let item = S::ITEM_NAME;
+        let labels = [("exporter", name)];
+        let queue_labels = [("exporter", name), ("data_type", S::KIND.as_str())];
+        let queue = settings
+            .queue
+            .enabled
+            .then(|| SizedQueue::new(settings.queue.queue_size.0 as usize));
+        if let Some(q) = &queue {
+            metrics
+                .gauge(
+                    "otelcol_exporter_queue_capacity",
+                    "Fixed capacity of the sending queue, in the sizer's unit",
+                    &queue_labels,
+                )
+                .set(q.capacity() as i64);
+        }
+        let stats = Stats {
+            sent: metrics.counter(
+                &format!("otelcol_exporter_sent_{item}"),
+                &format!("Number of {item} successfully sent to destination"),
+                &labels,
+            ),
+            failed: metrics.counter(
+                &format!("otelcol_exporter_send_failed_{item}"),
+                &format!("Number of {item} in failed attempts to send to destination"),
+                &labels,
+            ),
+            enqueue_failed: metrics.counter(
+                &format!("otelcol_exporter_enqueue_failed_{item}"),
+                &format!("Number of {item} failed to be added to the sending queue"),
+                &labels,
+            ),
+            queue_size: metrics.gauge(
+                "otelcol_exporter_queue_size",
+                "Current size of the sending queue, in the sizer's unit",
+                &queue_labels,
+            ),
+        };
+        Arc::new(ExportHelper {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                export,
+                settings,
+                queue,
+                stats,
+            }),
+            workers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The helper as a pipeline consumer and as a lifecycle (both are the same object).
+    pub fn parts(self: &Arc<Self>) -> (DynConsumer<S>, Arc<dyn Lifecycle>) {
+        (self.clone(), self.clone())
+    }
+}
+
+impl<S: Signal> Inner<S> {
+    fn weight(&self, batch: &Batch<S>) -> usize {
+        match self.settings.queue.sizer {
+            Sizer::Bytes => batch.bytes(),
+            Sizer::Items => batch.items(),
+            Sizer::Requests => 1,
+        }
+    }
+
+    fn update_queue_gauge(&self) {
+        if let Some(q) = &self.queue {
+            self.stats.queue_size.set(q.size() as i64);
+        }
+    }
+
+    /// Sends with retries; the final outcome is counted and logged here.
+    async fn send(&self, batch: &Batch<S>) -> Outcome {
+        let mut backoff = Backoff::new(&self.settings.retry);
+        loop {
+            let attempt =
+                tokio::time::timeout(self.settings.timeout, self.export.export(batch)).await;
+            let error = match attempt {
+                Ok(Ok(())) => {
+                    self.stats.sent.add(batch.items() as u64);
+                    return Ok(());
+                }
+                Ok(Err(e)) => e,
+                Err(_) => DeliveryError::retryable(format!(
+                    "export attempt timed out after {:?}",
+                    self.settings.timeout
+                )),
+            };
+            let retry_in = match &error {
+                DeliveryError::Permanent { .. } => None,
+                DeliveryError::Retryable { retry_after, .. } => backoff.next(*retry_after),
+                DeliveryError::Throttled { retry_after, .. } => backoff.next(Some(*retry_after)),
+            };
+            match retry_in {
+                Some(wait) => {
+                    tracing::warn!(exporter = %self.name, error = %error, retry_in = ?wait, "export failed, will retry");
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    self.stats.failed.add(batch.items() as u64);
+                    tracing::error!(
+                        exporter = %self.name,
+                        error = %error,
+                        permanent = error.is_permanent(),
+                        items = batch.items(),
+                        "export failed; dropping data"
+                    );
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Signal> Consumer<S> for ExportHelper<S> {
+    async fn consume(&self, mut batch: Batch<S>) {
+        let inner = &self.inner;
+        let Some(queue) = &inner.queue else {
+            let outcome = inner.send(&batch).await;
+            batch.settle(&outcome);
+            return;
+        };
+        let items = batch.items() as u64;
+        // By default the sender is answered once the data is queued; with wait_for_delivery the
+        // acknowledgements ride along and are settled by the consumer that sends it.
+        let acks = if inner.settings.queue.wait_for_delivery {
+            Vec::new()
+        } else {
+            batch.take_acks()
+        };
+        let weight = inner.weight(&batch);
+        let pushed = if inner.settings.queue.block_on_overflow {
+            queue.push(batch, weight).await
+        } else {
+            queue.try_push(batch, weight)
+        };
+        let outcome = match pushed {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(batch)) => {
+                inner.stats.enqueue_failed.add(items);
+                batch.settle(&Err(queue_full()));
+                Err(queue_full())
+            }
+            Err(PushError::Closed(batch)) => {
+                let error = DeliveryError::retryable("exporter is shutting down");
+                batch.settle(&Err(error.clone()));
+                Err(error)
+            }
+        };
+        inner.update_queue_gauge();
+        settle_all(acks, &outcome);
+    }
+}
+
+fn queue_full() -> DeliveryError {
+    DeliveryError::Throttled {
+        reason: "sending queue is full".into(),
+        retry_after: std::time::Duration::from_secs(1),
+    }
+}
+
+#[async_trait]
+impl<S: Signal> Lifecycle for ExportHelper<S> {
+    async fn start(&self) -> Result<(), StartError> {
+        if self.inner.queue.is_none() {
+            return Ok(());
+        }
+        let mut workers = self
+            .workers
+            .lock()
+            .map_err(|_| StartError::new(&self.inner.name, "worker list poisoned"))?;
+        for _ in 0..self.inner.settings.queue.num_consumers.max(1) {
+            let inner = self.inner.clone();
+            workers.push(tokio::spawn(async move {
+                let Some(queue) = &inner.queue else { return };
+                while let Some(batch) = queue.pop().await {
+                    inner.update_queue_gauge();
+                    let outcome = inner.send(&batch).await;
+                    batch.settle(&outcome);
+                }
+            }));
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        queue.close();
+        let workers: Vec<JoinHandle<()>> = match self.workers.lock() {
+            Ok(mut w) => w.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+        if tokio::time::timeout_at(deadline, futures::future::join_all(workers))
+            .await
+            .is_err()
+        {
+            for abort in aborts {
+                abort.abort();
+            }
+            let left = queue.drain();
+            let items: usize = left.iter().map(|b| b.items()).sum();
+            let error =
+                DeliveryError::retryable("collector shut down before the data was delivered");
+            for batch in left {
+                batch.settle(&Err(error.clone()));
+            }
+            self.inner.stats.failed.add(items as u64);
+            tracing::error!(
+                exporter = %self.inner.name,
+                lost = items,
+                item = S::ITEM_NAME,
+                "shutdown timeout reached with data still queued in memory; it is lost"
+            );
+        }
+        self.inner.update_queue_gauge();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::deliver;
+    use crate::signal::Logs;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Fails `failures` times with a retryable error, then succeeds.
+    struct Flaky {
+        failures: AtomicUsize,
+        calls: AtomicUsize,
+        permanent: bool,
+    }
+
+    #[async_trait]
+    impl Export<Logs> for Flaky {
+        async fn export(&self, _batch: &Batch<Logs>) -> Result<(), DeliveryError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.permanent {
+                return Err(DeliveryError::permanent("bad request"));
+            }
+            if self.failures.load(Ordering::SeqCst) > 0 {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(DeliveryError::Retryable {
+                    reason: "busy".into(),
+                    retry_after: Some(Duration::from_millis(5)),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn settings(queue: bool, wait: bool) -> HelperSettings {
+        let mut s = HelperSettings::default();
+        s.queue.enabled = queue;
+        s.queue.wait_for_delivery = wait;
+        s.retry.initial_interval = sluice_config::Duration(Duration::from_millis(1));
+        s
+    }
+
+    #[tokio::test]
+    async fn retries_honour_retry_after_then_succeed() {
+        let flaky = Arc::new(Flaky {
+            failures: AtomicUsize::new(2),
+            calls: AtomicUsize::new(0),
+            permanent: false,
+        });
+        let ctx = BuildContext::default();
+        let helper = ExportHelper::<Logs>::new("test", settings(true, true), flaky.clone(), &ctx);
+        let (consumer, lifecycle) = helper.parts();
+        lifecycle.start().await.unwrap();
+        let outcome = deliver(
+            &consumer,
+            Batch::from_resources(vec![]),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(outcome, Ok(()));
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+        lifecycle
+            .shutdown(Instant::now() + Duration::from_secs(1))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried_and_reach_the_sender() {
+        let flaky = Arc::new(Flaky {
+            failures: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            permanent: true,
+        });
+        let ctx = BuildContext::default();
+        let helper = ExportHelper::<Logs>::new("test", settings(false, false), flaky.clone(), &ctx);
+        let (consumer, _) = helper.parts();
+        let outcome = deliver(
+            &consumer,
+            Batch::from_resources(two_logs()),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert!(matches!(outcome, Err(DeliveryError::Permanent { .. })));
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
+        let text = ctx.telemetry.metrics.render();
+        assert!(
+            text.contains("otelcol_exporter_send_failed_log_records_total{exporter=\"test\"} 2"),
+            "{text}"
+        );
+    }
+
+    fn two_logs() -> Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs> {
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 2],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]
+    }
+}

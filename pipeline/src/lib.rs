@@ -1,0 +1,28 @@
+//! sluice's data model, wire codecs, component contracts, pipeline runtime and exporter helper.
+
+pub mod ack;
+pub mod batch;
+pub mod codec;
+pub mod component;
+pub mod consumer;
+pub mod exporter;
+pub mod queue;
+pub mod service;
+pub mod signal;
+pub mod telemetry;
+
+pub use ack::{Ack, AckWaiter, DeliveryError, Outcome};
+pub use batch::Batch;
+pub use component::{
+    BuildContext, BuiltExporter, BuiltStage, ConnectorFactory, ExporterFactory, FactoryInfo,
+    Lifecycle, ProcessorFactory, Receiver, ReceiverFactory, ReceiverOutputs, Registry, StartError,
+    decode_config,
+};
+pub use consumer::{
+    AnyConsumer, Consumer, DynConsumer, SignalConsumer, WrapConsumer, deliver, fanout,
+};
+pub use service::Service;
+pub use signal::{Logs, Metrics, Signal, SignalKind, Traces};
+pub use telemetry::Telemetry;
+
+pub use opentelemetry_proto::tonic as proto;

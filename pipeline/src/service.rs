@@ -1,0 +1,679 @@
+//! Builds the component graph from `service.pipelines` and runs it: start in dependency order,
+//! shut down upstream first so every stage drains into a still-running next stage.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_config::{
+    ComponentConfig, ComponentId, ComponentRef, Config, ConfigErrors, Diagnostic, PipelineConfig,
+    Pos, SignalKind,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::component::{
+    BuildContext, FactoryInfo, Lifecycle, Receiver, ReceiverOutputs, Registry, StartError,
+    unknown_type,
+};
+use crate::consumer::AnyConsumer;
+use crate::telemetry::{
+    DEFAULT_HEALTH_ENDPOINT, HealthState, Telemetry, TelemetryConfig, serve_health, serve_metrics,
+};
+
+/// `extensions: health_check:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Default `localhost:13133`.
+    pub endpoint: String,
+    /// Default `/`.
+    pub path: String,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            endpoint: DEFAULT_HEALTH_ENDPOINT.into(),
+            path: "/".into(),
+        }
+    }
+}
+
+/// Extension types the runtime itself implements.
+pub const EXTENSION_TYPES: &[&str] = &["health_check"];
+
+/// An address to listen on, and whether the user chose it.
+#[derive(Clone, Debug)]
+struct Endpoint {
+    address: String,
+    configured: bool,
+    pos: Option<Pos>,
+    path: String,
+}
+
+struct Named<T> {
+    name: String,
+    item: T,
+}
+
+/// A built, runnable collector.
+pub struct Service {
+    pub telemetry: Telemetry,
+    pub telemetry_config: TelemetryConfig,
+    receivers: Vec<(ComponentConfig, Arc<dyn Receiver>)>,
+    /// Processors and connectors, in the order they must drain.
+    stages: Vec<Named<Arc<dyn Lifecycle>>>,
+    /// Each exporter's hooks, in its own shutdown order.
+    exporters: Vec<Named<Vec<Arc<dyn Lifecycle>>>>,
+    metrics_endpoint: Option<Endpoint>,
+    health_endpoint: Endpoint,
+    health_path: String,
+    shutdown_timeout: Duration,
+    servers: Vec<JoinHandle<()>>,
+}
+
+fn dedup(errors: Vec<Diagnostic>) -> ConfigErrors {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for e in errors {
+        if seen.insert(e.to_string()) {
+            out.push(e);
+        }
+    }
+    ConfigErrors(out)
+}
+
+fn at(r: &ComponentRef, message: String) -> Diagnostic {
+    Diagnostic::new(Some(r.pos.clone()), r.path.clone(), message)
+}
+
+struct Graph<'a> {
+    config: &'a Config,
+    registry: &'a Registry,
+    ctx: BuildContext,
+    errors: Vec<Diagnostic>,
+    connectors: HashMap<&'a ComponentId, &'a ComponentConfig>,
+}
+
+impl<'a> Graph<'a> {
+    fn is_connector(&self, id: &ComponentId) -> bool {
+        self.connectors.contains_key(id)
+    }
+
+    fn collect<T>(&mut self, result: Result<T, ConfigErrors>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.extend(e.0);
+                None
+            }
+        }
+    }
+
+    /// Type and signal checks, all reported together.
+    fn check_types(&mut self) {
+        let registry = self.registry;
+        let receiver_infos: Vec<FactoryInfo> =
+            registry.receivers.iter().map(|f| f.info()).collect();
+        let processor_infos: Vec<FactoryInfo> =
+            registry.processors.iter().map(|f| f.info()).collect();
+        let exporter_infos: Vec<FactoryInfo> =
+            registry.exporters.iter().map(|f| f.info()).collect();
+        let connector_infos: Vec<FactoryInfo> =
+            registry.connectors.iter().map(|f| f.info()).collect();
+        for c in &self.config.receivers {
+            if registry.receiver(&c.id.type_name).is_none() {
+                self.errors
+                    .push(unknown_type(c, "receiver", &receiver_infos));
+            }
+        }
+        for c in &self.config.processors {
+            if registry.processor(&c.id.type_name).is_none() {
+                self.errors
+                    .push(unknown_type(c, "processor", &processor_infos));
+            }
+        }
+        for c in &self.config.exporters {
+            if registry.exporter(&c.id.type_name).is_none() {
+                self.errors
+                    .push(unknown_type(c, "exporter", &exporter_infos));
+            }
+        }
+        for c in &self.config.connectors {
+            if registry.connector(&c.id.type_name).is_none() {
+                self.errors
+                    .push(unknown_type(c, "connector", &connector_infos));
+            }
+        }
+        let extension_infos: Vec<FactoryInfo> = EXTENSION_TYPES
+            .iter()
+            .map(|t| FactoryInfo {
+                type_name: t,
+                aliases: &[],
+                signals: &[],
+                description: "",
+            })
+            .collect();
+        for c in &self.config.extensions {
+            if !EXTENSION_TYPES.contains(&c.id.type_name.as_str()) {
+                self.errors
+                    .push(unknown_type(c, "extension", &extension_infos));
+            }
+        }
+
+        let unsupported = |kind: &str, r: &ComponentRef, signal: SignalKind| {
+            at(r, format!("{kind} `{}` does not support {signal}", r.id))
+        };
+        let mut connector_from: BTreeMap<&ComponentId, Vec<(SignalKind, &ComponentRef)>> =
+            BTreeMap::new();
+        let mut connector_to: BTreeMap<&ComponentId, Vec<(SignalKind, &ComponentRef)>> =
+            BTreeMap::new();
+        for p in &self.config.service.pipelines {
+            let signal = p.id.signal;
+            for r in &p.receivers {
+                if self.is_connector(&r.id) {
+                    connector_to.entry(&r.id).or_default().push((signal, r));
+                } else if let Some(f) = registry.receiver(&r.id.type_name)
+                    && !f.info().signals.contains(&signal)
+                {
+                    self.errors.push(unsupported("receiver", r, signal));
+                }
+            }
+            for r in &p.processors {
+                if let Some(f) = registry.processor(&r.id.type_name)
+                    && !f.info().signals.contains(&signal)
+                {
+                    self.errors.push(unsupported("processor", r, signal));
+                }
+            }
+            for r in &p.exporters {
+                if self.is_connector(&r.id) {
+                    connector_from.entry(&r.id).or_default().push((signal, r));
+                } else if let Some(f) = registry.exporter(&r.id.type_name)
+                    && !f.info().signals.contains(&signal)
+                {
+                    self.errors.push(unsupported("exporter", r, signal));
+                }
+            }
+        }
+        for id in self.connectors.keys() {
+            let Some(factory) = registry.connector(&id.type_name) else {
+                continue;
+            };
+            let froms = connector_from.get(id).cloned().unwrap_or_default();
+            let tos = connector_to.get(id).cloned().unwrap_or_default();
+            // A connector used on one side only is reported by the config checks.
+            for (from, from_ref) in &froms {
+                let joins_some = tos
+                    .iter()
+                    .any(|(to, _)| factory.pairs().contains(&(*from, *to)));
+                if !joins_some {
+                    self.errors.push(at(
+                        from_ref,
+                        format!(
+                            "connector `{id}` cannot take {from} into any signal it feeds ({})",
+                            tos.iter()
+                                .map(|(s, _)| s.as_str())
+                                .collect::<BTreeSet<_>>()
+                                .into_iter()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            for (to, to_ref) in &tos {
+                if !froms
+                    .iter()
+                    .any(|(from, _)| factory.pairs().contains(&(*from, *to)))
+                {
+                    self.errors.push(at(
+                        to_ref,
+                        format!("connector `{id}` cannot produce {to} from what it is given"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Pipelines ordered so that a pipeline exporting to a connector comes before the
+    /// pipelines that connector feeds; a cycle is an error.
+    fn pipeline_order(&mut self) -> Vec<&'a PipelineConfig> {
+        let pipelines = &self.config.service.pipelines;
+        let mut indegree = vec![0usize; pipelines.len()];
+        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); pipelines.len()];
+        for (up, p) in pipelines.iter().enumerate() {
+            for e in p.exporters.iter().filter(|e| self.is_connector(&e.id)) {
+                for (down, q) in pipelines.iter().enumerate() {
+                    if q.receivers.iter().any(|r| r.id == e.id) {
+                        edges[up].push(down);
+                        indegree[down] += 1;
+                    }
+                }
+            }
+        }
+        let mut ready: Vec<usize> = (0..pipelines.len())
+            .filter(|&i| indegree[i] == 0)
+            .rev()
+            .collect();
+        let mut order = Vec::new();
+        while let Some(i) = ready.pop() {
+            order.push(&pipelines[i]);
+            for &d in &edges[i] {
+                indegree[d] -= 1;
+                if indegree[d] == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+        if order.len() < pipelines.len() {
+            let cyclic: Vec<String> = (0..pipelines.len())
+                .filter(|&i| indegree[i] > 0)
+                .map(|i| pipelines[i].id.to_string())
+                .collect();
+            self.errors.push(Diagnostic::new(
+                None,
+                "service.pipelines",
+                format!(
+                    "connectors form a cycle between pipelines {}",
+                    cyclic.join(", ")
+                ),
+            ));
+        }
+        order
+    }
+}
+
+/// A consumer for graph positions that failed to build; never run, since errors abort.
+fn placeholder(signal: SignalKind) -> AnyConsumer {
+    AnyConsumer::fanout(signal, Vec::new())
+}
+
+impl Service {
+    /// Builds every component and wires the pipelines, reporting every problem at once.
+    pub fn build(
+        config: &Config,
+        registry: &Registry,
+        telemetry: Telemetry,
+    ) -> Result<Service, ConfigErrors> {
+        let mut graph = Graph {
+            config,
+            registry,
+            ctx: BuildContext {
+                telemetry: telemetry.clone(),
+            },
+            errors: Vec::new(),
+            connectors: config.connectors.iter().map(|c| (&c.id, c)).collect(),
+        };
+        graph.check_types();
+        let telemetry_config: Option<TelemetryConfig> = graph.collect(
+            sluice_config::decode(&config.service.telemetry, &config.service.telemetry_path)
+                .map_err(ConfigErrors::from),
+        );
+        let health = graph.health_endpoint();
+        let order = graph.pipeline_order();
+        if !graph.errors.is_empty() {
+            return Err(dedup(graph.errors));
+        }
+
+        // Exporters: one instance per id, serving every signal some pipeline sends it.
+        let mut exporter_signals: BTreeMap<&ComponentId, BTreeSet<SignalKind>> = BTreeMap::new();
+        for p in &config.service.pipelines {
+            for e in p.exporters.iter().filter(|e| !graph.is_connector(&e.id)) {
+                exporter_signals
+                    .entry(&e.id)
+                    .or_default()
+                    .insert(p.id.signal);
+            }
+        }
+        let mut exporter_consumers: HashMap<(&ComponentId, SignalKind), AnyConsumer> =
+            HashMap::new();
+        let mut exporters = Vec::new();
+        for (id, signals) in &exporter_signals {
+            let Some(cfg) = config.exporters.iter().find(|c| &c.id == *id) else {
+                continue;
+            };
+            let Some(factory) = registry.exporter(&id.type_name) else {
+                continue;
+            };
+            let signals: Vec<SignalKind> = signals.iter().copied().collect();
+            if let Some(built) = graph.collect(factory.build(cfg, &signals, &graph.ctx)) {
+                for consumer in built.consumers {
+                    exporter_consumers.insert((id, consumer.signal()), consumer);
+                }
+                exporters.push(Named {
+                    name: format!("exporter {id}"),
+                    item: built.lifecycles,
+                });
+            }
+        }
+
+        // Pipelines from the most downstream up, so every consumer exists before its producer.
+        let mut heads: HashMap<&sluice_config::PipelineId, AnyConsumer> = HashMap::new();
+        let mut pipeline_stages: HashMap<
+            &sluice_config::PipelineId,
+            Vec<Named<Arc<dyn Lifecycle>>>,
+        > = HashMap::new();
+        let mut connector_inputs: HashMap<(&ComponentId, SignalKind), AnyConsumer> = HashMap::new();
+        let mut connector_stages: HashMap<&ComponentId, Vec<Named<Arc<dyn Lifecycle>>>> =
+            HashMap::new();
+        for p in order.iter().rev() {
+            let signal = p.id.signal;
+            let mut targets = Vec::new();
+            for e in &p.exporters {
+                if let Some(cfg) = graph.connectors.get(&e.id).copied() {
+                    connector_inputs.entry((&e.id, signal)).or_insert_with(|| {
+                        graph.build_connector(cfg, signal, &heads, &mut connector_stages)
+                    });
+                    if let Some(c) = connector_inputs.get(&(&e.id, signal)) {
+                        targets.push(c.clone());
+                    }
+                } else if let Some(c) = exporter_consumers.get(&(&e.id, signal)) {
+                    targets.push(c.clone());
+                }
+            }
+            let mut next = AnyConsumer::fanout(signal, targets);
+            let mut stages = Vec::new();
+            for r in p.processors.iter().rev() {
+                let Some(cfg) = config.processors.iter().find(|c| c.id == r.id) else {
+                    continue;
+                };
+                let Some(factory) = registry.processor(&r.id.type_name) else {
+                    continue;
+                };
+                match graph.collect(factory.build(cfg, next, &graph.ctx)) {
+                    Some(built) => {
+                        next = built.consumer;
+                        if let Some(l) = built.lifecycle {
+                            stages.push(Named {
+                                name: format!("processor {} in pipeline {}", r.id, p.id),
+                                item: l,
+                            });
+                        }
+                    }
+                    None => next = placeholder(signal),
+                }
+            }
+            stages.reverse();
+            pipeline_stages.insert(&p.id, stages);
+            heads.insert(&p.id, next);
+        }
+
+        // Receivers: one instance per id, fanning out to every pipeline that lists it.
+        let mut receivers = Vec::new();
+        let mut seen = BTreeSet::new();
+        for p in &config.service.pipelines {
+            for r in &p.receivers {
+                if graph.is_connector(&r.id) || !seen.insert(&r.id) {
+                    continue;
+                }
+                let Some(cfg) = config.receivers.iter().find(|c| c.id == r.id) else {
+                    continue;
+                };
+                let Some(factory) = registry.receiver(&r.id.type_name) else {
+                    continue;
+                };
+                let mut outputs = ReceiverOutputs::default();
+                for signal in SignalKind::ALL {
+                    let feeds: Vec<AnyConsumer> = config
+                        .service
+                        .pipelines
+                        .iter()
+                        .filter(|q| {
+                            q.id.signal == signal && q.receivers.iter().any(|x| x.id == r.id)
+                        })
+                        .filter_map(|q| heads.get(&q.id).cloned())
+                        .collect();
+                    if !feeds.is_empty() {
+                        outputs.set(AnyConsumer::fanout(signal, feeds));
+                    }
+                }
+                if let Some(receiver) = graph.collect(factory.build(cfg, outputs, &graph.ctx)) {
+                    receivers.push((cfg.clone(), receiver));
+                }
+            }
+        }
+
+        let Some(telemetry_config) = telemetry_config else {
+            return Err(dedup(graph.errors));
+        };
+        if !graph.errors.is_empty() {
+            return Err(dedup(graph.errors));
+        }
+        let Some(health_endpoint) = health else {
+            return Err(dedup(graph.errors));
+        };
+
+        // Drain order: pipeline by pipeline upstream first; a connector once every pipeline
+        // feeding it has drained, i.e. just before the first pipeline it feeds.
+        let mut stages = Vec::new();
+        let mut drained_connectors = BTreeSet::new();
+        for p in &order {
+            for r in &p.receivers {
+                if graph.is_connector(&r.id) && drained_connectors.insert(&r.id) {
+                    stages.extend(connector_stages.remove(&r.id).unwrap_or_default());
+                }
+            }
+            stages.extend(pipeline_stages.remove(&p.id).unwrap_or_default());
+        }
+
+        let metrics_endpoint = telemetry_config
+            .metrics_address()
+            .map(|(address, configured)| Endpoint {
+                address,
+                configured,
+                pos: Some(config.service.telemetry.pos.clone()),
+                path: format!("{}.metrics", config.service.telemetry_path),
+            });
+        Ok(Service {
+            telemetry,
+            telemetry_config,
+            receivers,
+            stages,
+            exporters,
+            metrics_endpoint,
+            health_path: health_endpoint.1,
+            health_endpoint: health_endpoint.0,
+            shutdown_timeout: config.service.shutdown_timeout.0,
+            servers: Vec::new(),
+        })
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// For `sluice validate`: every listen address that cannot be bound right now.
+    pub async fn check_addresses(&self) -> Vec<Diagnostic> {
+        let mut problems = Vec::new();
+        for (cfg, receiver) in &self.receivers {
+            for address in receiver.listen_addresses() {
+                if let Err(e) = TcpListener::bind(&address).await {
+                    problems.push(Diagnostic::new(
+                        Some(cfg.pos.clone()),
+                        cfg.path.clone(),
+                        format!("cannot listen on {address}: {e}"),
+                    ));
+                }
+            }
+        }
+        for endpoint in self.metrics_endpoint.iter().chain([&self.health_endpoint]) {
+            if endpoint.configured
+                && let Err(e) = TcpListener::bind(&endpoint.address).await
+            {
+                problems.push(Diagnostic::new(
+                    endpoint.pos.clone(),
+                    endpoint.path.clone(),
+                    format!("cannot listen on {}: {e}", endpoint.address),
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Starts self-telemetry, then exporters, processors and receivers (downstream first), and
+    /// reports ready.
+    pub async fn start(&mut self) -> Result<(), StartError> {
+        let health = self.telemetry.health.clone();
+        health.set(HealthState::Starting);
+        if let Some(endpoint) = self.metrics_endpoint.clone()
+            && let Some(listener) = bind_endpoint(&endpoint, "metrics").await?
+        {
+            self.servers
+                .push(serve_metrics(listener, self.telemetry.metrics.clone()));
+        }
+        let endpoint = self.health_endpoint.clone();
+        if let Some(listener) = bind_endpoint(&endpoint, "health").await? {
+            self.servers
+                .push(serve_health(listener, &self.health_path, health.clone()));
+        }
+        for exporter in &self.exporters {
+            for lifecycle in exporter.item.iter().rev() {
+                lifecycle.start().await?;
+            }
+        }
+        for stage in self.stages.iter().rev() {
+            stage.item.start().await?;
+        }
+        for (_, receiver) in &self.receivers {
+            receiver.start().await?;
+        }
+        health.set(HealthState::Ready);
+        tracing::info!(
+            receivers = self.receivers.len(),
+            exporters = self.exporters.len(),
+            "sluice is ready"
+        );
+        Ok(())
+    }
+
+    /// Stops receiving, drains every stage in order and flushes exporters, all within the
+    /// shutdown timeout.
+    pub async fn shutdown(&mut self) {
+        self.telemetry.health.set(HealthState::Draining);
+        let deadline = Instant::now() + self.shutdown_timeout;
+        futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline))).await;
+        for stage in &self.stages {
+            if tokio::time::timeout_at(deadline, stage.item.shutdown(deadline))
+                .await
+                .is_err()
+            {
+                tracing::error!(stage = %stage.name, "shutdown timeout reached while draining");
+            }
+        }
+        // Exporters flush in parallel; each one's own parts stop in order.
+        futures::future::join_all(self.exporters.iter().map(|e| async move {
+            let in_order = async {
+                for lifecycle in &e.item {
+                    lifecycle.shutdown(deadline).await;
+                }
+            };
+            if tokio::time::timeout_at(deadline, in_order).await.is_err() {
+                tracing::error!(exporter = %e.name, "shutdown timeout reached while flushing");
+            }
+        }))
+        .await;
+        for server in self.servers.drain(..) {
+            server.abort();
+        }
+        tracing::info!("sluice stopped");
+    }
+}
+
+/// Binds a self-telemetry endpoint. The default address being taken (another collector on
+/// the host) is a warning; an address the user chose is an error.
+async fn bind_endpoint(endpoint: &Endpoint, what: &str) -> Result<Option<TcpListener>, StartError> {
+    match TcpListener::bind(&endpoint.address).await {
+        Ok(l) => {
+            tracing::info!(address = %endpoint.address, "{what} endpoint listening");
+            Ok(Some(l))
+        }
+        Err(e) if !endpoint.configured => {
+            tracing::warn!(address = %endpoint.address, error = %e, "default {what} address unavailable; running without the {what} endpoint");
+            Ok(None)
+        }
+        Err(e) => Err(StartError::new(
+            &endpoint.path,
+            format!("cannot listen on {}: {e}", endpoint.address),
+        )),
+    }
+}
+
+impl<'a> Graph<'a> {
+    /// The health endpoint: the `health_check` extension's if the service enables one, else the
+    /// default address.
+    fn health_endpoint(&mut self) -> Option<(Endpoint, String)> {
+        let enabled = self
+            .config
+            .service
+            .extensions
+            .iter()
+            .find(|r| r.id.type_name == "health_check");
+        let Some(r) = enabled else {
+            return Some((
+                Endpoint {
+                    address: DEFAULT_HEALTH_ENDPOINT.into(),
+                    configured: false,
+                    pos: None,
+                    path: "extensions.health_check".into(),
+                },
+                "/".into(),
+            ));
+        };
+        let cfg = self.config.extensions.iter().find(|c| c.id == r.id)?;
+        let decoded: HealthCheckConfig = self.collect(crate::component::decode_config(cfg))?;
+        Some((
+            Endpoint {
+                address: decoded.endpoint,
+                configured: true,
+                pos: Some(cfg.pos.clone()),
+                path: format!("{}.endpoint", cfg.path),
+            },
+            decoded.path,
+        ))
+    }
+
+    /// Builds a connector's `from` side feeding the pipelines that receive from it.
+    fn build_connector(
+        &mut self,
+        cfg: &'a ComponentConfig,
+        from: SignalKind,
+        heads: &HashMap<&sluice_config::PipelineId, AnyConsumer>,
+        stages: &mut HashMap<&'a ComponentId, Vec<Named<Arc<dyn Lifecycle>>>>,
+    ) -> AnyConsumer {
+        let Some(factory) = self.registry.connector(&cfg.id.type_name) else {
+            return placeholder(from);
+        };
+        let mut inputs = Vec::new();
+        for to in SignalKind::ALL {
+            if !factory.pairs().contains(&(from, to)) {
+                continue;
+            }
+            let feeds: Vec<AnyConsumer> = self
+                .config
+                .service
+                .pipelines
+                .iter()
+                .filter(|q| q.id.signal == to && q.receivers.iter().any(|r| r.id == cfg.id))
+                .filter_map(|q| heads.get(&q.id).cloned())
+                .collect();
+            if feeds.is_empty() {
+                continue;
+            }
+            let output = AnyConsumer::fanout(to, feeds);
+            if let Some(built) = self.collect(factory.build(cfg, from, output, &self.ctx)) {
+                inputs.push(built.consumer);
+                if let Some(l) = built.lifecycle {
+                    stages.entry(&cfg.id).or_default().push(Named {
+                        name: format!("connector {}", cfg.id),
+                        item: l,
+                    });
+                }
+            }
+        }
+        AnyConsumer::fanout(from, inputs)
+    }
+}

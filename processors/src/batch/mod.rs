@@ -1,0 +1,384 @@
+//! The `batch` processor: merges small batches into larger ones (fewer, bigger exports) and
+//! splits oversized ones, flushing on size or after a timeout.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use sluice_config::{ByteSize, ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
+use sluice_pipeline::queue::{PushError, SizedQueue};
+use sluice_pipeline::telemetry::Counter;
+use sluice_pipeline::{
+    AnyConsumer, Batch, BuildContext, BuiltStage, Consumer, DeliveryError, DynConsumer,
+    FactoryInfo, Lifecycle, ProcessorFactory, Signal, SignalConsumer, StartError, WrapConsumer,
+    decode_config,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// `processors: batch:`, with the OTel Collector's keys and defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Items (spans, data points, log records) that trigger a send (default 8192; 0 sends on
+    /// the timeout only).
+    pub send_batch_size: usize,
+    /// Upper bound on items in one outgoing batch; larger ones are split (default 0: none).
+    pub send_batch_max_size: usize,
+    /// Longest time data waits for a batch to fill (default 200ms).
+    pub timeout: Duration,
+    /// Upper bound on one outgoing batch's encoded size; larger ones are split (default 8MiB;
+    /// 0: none). Keeps batches under exporters' and backends' message limits.
+    pub send_batch_max_bytes: ByteSize,
+    /// How much data may wait inside the processor before senders are made to wait
+    /// (default 32MiB).
+    pub buffer_size: ByteSize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: Duration(StdDuration::from_millis(200)),
+            send_batch_max_bytes: ByteSize(8 * 1024 * 1024),
+            buffer_size: ByteSize(32 * 1024 * 1024),
+        }
+    }
+}
+
+pub struct BatchProcessorFactory;
+
+impl ProcessorFactory for BatchProcessorFactory {
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "batch",
+            aliases: &[],
+            signals: &SignalKind::ALL,
+            description: "merges data into larger batches by size or timeout",
+        }
+    }
+
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        next: AnyConsumer,
+        ctx: &BuildContext,
+    ) -> Result<BuiltStage, ConfigErrors> {
+        let cfg: BatchConfig = decode_config(config)?;
+        if cfg.send_batch_max_size > 0 && cfg.send_batch_max_size < cfg.send_batch_size {
+            return Err(Diagnostic::new(
+                Some(config.node.pos.clone()),
+                format!("{}.send_batch_max_size", config.path),
+                format!(
+                    "send_batch_max_size ({}) must be 0 or at least send_batch_size ({})",
+                    cfg.send_batch_max_size, cfg.send_batch_size
+                ),
+            )
+            .into());
+        }
+        let builder = Builder {
+            cfg,
+            name: config.id.to_string(),
+            ctx: ctx.clone(),
+            lifecycle: Mutex::new(None),
+        };
+        let consumer = next.wrap(&builder)?;
+        let lifecycle = builder.lifecycle.lock().ok().and_then(|mut l| l.take());
+        Ok(BuiltStage {
+            consumer,
+            lifecycle,
+        })
+    }
+}
+
+struct Builder {
+    cfg: BatchConfig,
+    name: String,
+    ctx: BuildContext,
+    lifecycle: Mutex<Option<Arc<dyn Lifecycle>>>,
+}
+
+impl WrapConsumer for Builder {
+    type Error = ConfigErrors;
+    fn wrap<S: Signal + SignalConsumer>(
+        &self,
+        next: DynConsumer<S>,
+    ) -> Result<DynConsumer<S>, ConfigErrors> {
+        let processor = Arc::new(BatchProcessor::<S> {
+            input: Arc::new(SizedQueue::new(self.cfg.buffer_size.0 as usize)),
+            next,
+            cfg: self.cfg.clone(),
+            task: Mutex::new(None),
+            sent_by_size: self.ctx.telemetry.metrics.counter(
+                "otelcol_processor_batch_batch_size_trigger_send",
+                "Number of times the batch was sent due to a size trigger",
+                &[("processor", &self.name)],
+            ),
+            sent_by_timeout: self.ctx.telemetry.metrics.counter(
+                "otelcol_processor_batch_timeout_trigger_send",
+                "Number of times the batch was sent due to a timeout trigger",
+                &[("processor", &self.name)],
+            ),
+        });
+        if let Ok(mut l) = self.lifecycle.lock() {
+            *l = Some(processor.clone());
+        }
+        Ok(processor)
+    }
+}
+
+pub struct BatchProcessor<S: Signal> {
+    input: Arc<SizedQueue<Batch<S>>>,
+    next: DynConsumer<S>,
+    cfg: BatchConfig,
+    task: Mutex<Option<JoinHandle<()>>>,
+    sent_by_size: Counter,
+    sent_by_timeout: Counter,
+}
+
+#[async_trait]
+impl<S: Signal> Consumer<S> for BatchProcessor<S> {
+    async fn consume(&self, batch: Batch<S>) {
+        let size = batch.bytes();
+        if let Err(PushError::Closed(batch) | PushError::Full(batch)) =
+            self.input.push(batch, size).await
+        {
+            batch.settle(&Err(DeliveryError::retryable(
+                "batch processor is shutting down",
+            )));
+        }
+    }
+}
+
+/// The batching loop's state, separate from the task so it can be tested without timers.
+struct Accumulator<S: Signal> {
+    pending: Option<Batch<S>>,
+    limits: Limits,
+}
+
+struct Limits {
+    send_batch_size: usize,
+    max_items: usize,
+    max_bytes: usize,
+}
+
+impl Limits {
+    /// How many items to cut: up to the item cap, and few enough to fit the byte cap.
+    fn take_size<S: Signal>(&self, p: &Batch<S>) -> usize {
+        let mut take = self.max_items.min(p.items());
+        if self.send_batch_size > 0 {
+            take = take.min(self.send_batch_size.max(1)).max(1);
+        }
+        if p.bytes() > self.max_bytes && p.items() > 0 {
+            let per_item = (p.bytes() / p.items()).max(1);
+            take = take.min((self.max_bytes / per_item).max(1));
+        }
+        take
+    }
+}
+
+impl<S: Signal> Accumulator<S> {
+    fn new(cfg: &BatchConfig) -> Self {
+        Accumulator {
+            pending: None,
+            limits: Limits {
+                send_batch_size: cfg.send_batch_size,
+                max_items: if cfg.send_batch_max_size == 0 {
+                    usize::MAX
+                } else {
+                    cfg.send_batch_max_size
+                },
+                max_bytes: if cfg.send_batch_max_bytes.0 == 0 {
+                    usize::MAX
+                } else {
+                    cfg.send_batch_max_bytes.0 as usize
+                },
+            },
+        }
+    }
+
+    /// Adds a batch; returns the batches that are now full.
+    fn add(&mut self, batch: Batch<S>) -> Vec<Batch<S>> {
+        match &mut self.pending {
+            Some(p) => p.merge(batch),
+            None => self.pending = Some(batch),
+        }
+        let mut ready = Vec::new();
+        while let Some(p) = &mut self.pending {
+            let limits = &self.limits;
+            let by_count = limits.send_batch_size > 0 && p.items() >= limits.send_batch_size;
+            let by_bytes = p.bytes() > limits.max_bytes;
+            if !(by_count || by_bytes) {
+                break;
+            }
+            let take = limits.take_size(p);
+            ready.push(p.split_front(take));
+            if p.items() == 0 {
+                // split_front took everything, acknowledgements included.
+                self.pending = None;
+            }
+        }
+        ready
+    }
+
+    /// Everything still pending, split to the caps.
+    fn flush(&mut self) -> Vec<Batch<S>> {
+        let Some(mut p) = self.pending.take() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        while p.items() > self.limits.max_items || p.bytes() > self.limits.max_bytes {
+            let take = self.limits.take_size(&p);
+            out.push(p.split_front(take));
+        }
+        out.push(p);
+        out
+    }
+}
+
+impl<S: Signal> BatchProcessor<S> {
+    async fn run(
+        input: Arc<SizedQueue<Batch<S>>>,
+        next: DynConsumer<S>,
+        cfg: BatchConfig,
+        by_size: Counter,
+        by_timeout: Counter,
+    ) {
+        let mut acc = Accumulator::<S>::new(&cfg);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = input.pop() => match item {
+                    Some(batch) => {
+                        let ready = acc.add(batch);
+                        by_size.add(ready.len() as u64);
+                        for b in ready {
+                            next.consume(b).await;
+                        }
+                        deadline = match (&acc.pending, deadline) {
+                            (None, _) => None,
+                            (Some(_), Some(d)) => Some(d),
+                            (Some(_), None) => Some(Instant::now() + cfg.timeout.0),
+                        };
+                    }
+                    None => {
+                        for b in acc.flush() {
+                            next.consume(b).await;
+                        }
+                        return;
+                    }
+                },
+                () = timer => {
+                    by_timeout.add(1);
+                    for b in acc.flush() {
+                        next.consume(b).await;
+                    }
+                    deadline = None;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Signal> Lifecycle for BatchProcessor<S> {
+    async fn start(&self) -> Result<(), StartError> {
+        let task = tokio::spawn(Self::run(
+            self.input.clone(),
+            self.next.clone(),
+            self.cfg.clone(),
+            self.sent_by_size.clone(),
+            self.sent_by_timeout.clone(),
+        ));
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(task);
+        }
+        Ok(())
+    }
+
+    /// Flushes what is pending into the next stage, then stops.
+    async fn shutdown(&self, deadline: Instant) {
+        self.input.close();
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use sluice_pipeline::{Ack, Logs};
+
+    fn logs(n: usize) -> Batch<Logs> {
+        Batch::from_resources(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); n],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    fn cfg(size: usize, max: usize) -> BatchConfig {
+        BatchConfig {
+            send_batch_size: size,
+            send_batch_max_size: max,
+            ..BatchConfig::default()
+        }
+    }
+
+    #[test]
+    fn sends_when_size_is_reached_and_splits_to_max() {
+        let mut acc = Accumulator::<Logs>::new(&cfg(10, 15));
+        assert!(acc.add(logs(4)).is_empty());
+        let ready = acc.add(logs(30));
+        let sizes: Vec<usize> = ready.iter().map(|b| b.items()).collect();
+        assert_eq!(sizes, vec![10, 10, 10]);
+        assert_eq!(acc.pending.as_ref().map(|p| p.items()), Some(4));
+        let rest: Vec<usize> = acc.flush().iter().map(|b| b.items()).collect();
+        assert_eq!(rest, vec![4]);
+    }
+
+    #[test]
+    fn byte_cap_splits_a_large_batch() {
+        let mut c = cfg(0, 0);
+        let one = logs(100);
+        c.send_batch_max_bytes = ByteSize((one.bytes() / 4) as u64);
+        let mut acc = Accumulator::<Logs>::new(&c);
+        assert!(acc.add(one).len() >= 3);
+        for b in acc.flush() {
+            assert!(b.bytes() <= c.send_batch_max_bytes.0 as usize);
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledgement_waits_for_every_piece() {
+        let mut acc = Accumulator::<Logs>::new(&cfg(5, 5));
+        let (ack, waiter) = Ack::new();
+        let ready = acc.add(logs(12).with_ack(ack));
+        assert_eq!(ready.len(), 2);
+        for b in ready {
+            b.settle(&Ok(()));
+        }
+        let rest = acc.flush();
+        assert_eq!(rest.len(), 1);
+        for b in rest {
+            b.settle(&Ok(()));
+        }
+        assert_eq!(waiter.await, Ok(()));
+    }
+}

@@ -1,0 +1,12 @@
+//! sluice's receivers, one folder each.
+
+pub mod otlp;
+
+use std::sync::Arc;
+
+use sluice_pipeline::ReceiverFactory;
+
+/// Every receiver type this crate provides.
+pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
+    vec![Arc::new(otlp::OtlpReceiverFactory)]
+}

@@ -1,0 +1,71 @@
+use serde::{Deserialize, Deserializer};
+use sluice_config::ByteSize;
+
+/// `receivers: otlp:`, with the OTel Collector's keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    pub protocols: Protocols,
+}
+
+/// A protocol is served when its key is present, even with no value (`grpc:`), as in the
+/// OTel Collector.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocols {
+    #[serde(deserialize_with = "present")]
+    pub grpc: Option<GrpcConfig>,
+    #[serde(deserialize_with = "present")]
+    pub http: Option<HttpConfig>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// `protocols.grpc`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Listen address (default `localhost:4317`).
+    pub endpoint: String,
+    /// Largest request accepted, after decompression, in MiB (default 4, as in the collector).
+    pub max_recv_msg_size_mib: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            endpoint: "localhost:4317".into(),
+            max_recv_msg_size_mib: 4,
+        }
+    }
+}
+
+/// `protocols.http`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address (default `localhost:4318`).
+    pub endpoint: String,
+    /// Largest body accepted, both as sent and after decompression (default 20MiB).
+    pub max_request_body_size: ByteSize,
+    /// Default `/v1/traces`.
+    pub traces_url_path: String,
+    /// Default `/v1/metrics`.
+    pub metrics_url_path: String,
+    /// Default `/v1/logs`.
+    pub logs_url_path: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            endpoint: "localhost:4318".into(),
+            max_request_body_size: ByteSize(20 * 1024 * 1024),
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
+            logs_url_path: "/v1/logs".into(),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The OTLP receiver: gRPC and HTTP (protobuf and JSON) for traces, metrics and logs.
+
+mod config;
+mod grpc;
+mod http;
+
+pub use config::{GrpcConfig, HttpConfig, OtlpConfig, Protocols};
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic};
+use sluice_pipeline::consumer::DEFAULT_ADMISSION_WAIT;
+use sluice_pipeline::telemetry::Counter;
+use sluice_pipeline::{
+    Batch, BuildContext, DeliveryError, DynConsumer, FactoryInfo, Lifecycle, Outcome, Receiver,
+    ReceiverFactory, ReceiverOutputs, Signal, SignalKind, StartError, decode_config, deliver,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub struct OtlpReceiverFactory;
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn info(&self) -> FactoryInfo {
+        FactoryInfo {
+            type_name: "otlp",
+            aliases: &[],
+            signals: &SignalKind::ALL,
+            description: "OTLP over gRPC and HTTP (protobuf and JSON)",
+        }
+    }
+
+    fn build(
+        &self,
+        config: &ComponentConfig,
+        outputs: ReceiverOutputs,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn Receiver>, ConfigErrors> {
+        let cfg: OtlpConfig = decode_config(config)?;
+        if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
+            return Err(Diagnostic::new(
+                Some(config.node.pos.clone()),
+                format!("{}.protocols", config.path),
+                "enable at least one protocol: `grpc:` and/or `http:`",
+            )
+            .into());
+        }
+        if let Some(http) = &cfg.protocols.http {
+            for (key, path) in [
+                ("traces_url_path", &http.traces_url_path),
+                ("metrics_url_path", &http.metrics_url_path),
+                ("logs_url_path", &http.logs_url_path),
+            ] {
+                if !path.starts_with('/') {
+                    return Err(Diagnostic::new(
+                        Some(config.node.pos.clone()),
+                        format!("{}.protocols.http.{key}", config.path),
+                        format!("`{path}` must start with `/`"),
+                    )
+                    .into());
+                }
+            }
+        }
+        let name = config.id.to_string();
+        Ok(Arc::new(OtlpReceiver {
+            name: name.clone(),
+            config: cfg,
+            outputs: Outputs {
+                traces: outputs.traces.map(|c| SignalSink::new(c, &name, ctx)),
+                metrics: outputs.metrics.map(|c| SignalSink::new(c, &name, ctx)),
+                logs: outputs.logs.map(|c| SignalSink::new(c, &name, ctx)),
+            },
+            running: Mutex::new(None),
+        }))
+    }
+}
+
+/// Where one signal goes, with its accepted/refused counters per transport.
+pub(crate) struct SignalSink<S: Signal> {
+    consumer: DynConsumer<S>,
+    grpc: TransportStats,
+    http: TransportStats,
+}
+
+struct TransportStats {
+    accepted: Counter,
+    refused: Counter,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Transport {
+    Grpc,
+    Http,
+}
+
+impl<S: Signal> SignalSink<S> {
+    fn new(consumer: DynConsumer<S>, receiver: &str, ctx: &BuildContext) -> Arc<Self> {
+        let metrics = &ctx.telemetry.metrics;
+        let item = S::ITEM_NAME;
+        let stats = |transport: &str| TransportStats {
+            accepted: metrics.counter(
+                &format!("otelcol_receiver_accepted_{item}"),
+                &format!("Number of {item} successfully pushed into the pipeline"),
+                &[("receiver", receiver), ("transport", transport)],
+            ),
+            refused: metrics.counter(
+                &format!("otelcol_receiver_refused_{item}"),
+                &format!("Number of {item} that could not be pushed into the pipeline"),
+                &[("receiver", receiver), ("transport", transport)],
+            ),
+        };
+        Arc::new(SignalSink {
+            consumer,
+            grpc: stats("grpc"),
+            http: stats("http"),
+        })
+    }
+
+    /// Hands decoded data to the pipeline and waits for its acknowledgement.
+    pub(crate) async fn accept(
+        &self,
+        resources: Vec<S::Resource>,
+        bytes: usize,
+        transport: Transport,
+    ) -> Outcome {
+        let batch = Batch::<S>::new(resources, bytes);
+        let items = batch.items() as u64;
+        let outcome = deliver(&self.consumer, batch, DEFAULT_ADMISSION_WAIT).await;
+        let stats = match transport {
+            Transport::Grpc => &self.grpc,
+            Transport::Http => &self.http,
+        };
+        match &outcome {
+            Ok(()) => stats.accepted.add(items),
+            Err(e) => {
+                stats.refused.add(items);
+                tracing::debug!(error = %e, items, "request refused");
+            }
+        }
+        outcome
+    }
+}
+
+pub(crate) struct Outputs {
+    pub traces: Option<Arc<SignalSink<sluice_pipeline::Traces>>>,
+    pub metrics: Option<Arc<SignalSink<sluice_pipeline::Metrics>>>,
+    pub logs: Option<Arc<SignalSink<sluice_pipeline::Logs>>>,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+pub struct OtlpReceiver {
+    name: String,
+    config: OtlpConfig,
+    outputs: Outputs,
+    running: Mutex<Option<Running>>,
+}
+
+/// Binds every address a name resolves to (`localhost` is often both 127.0.0.1 and ::1, and
+/// clients try either); it is enough that one of them binds.
+pub(crate) async fn bind_all(endpoint: &str) -> std::io::Result<Vec<TcpListener>> {
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host(endpoint).await?.collect();
+    let mut listeners = Vec::new();
+    let mut last_error = None;
+    for address in addresses {
+        match TcpListener::bind(address).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(last_error.unwrap_or_else(|| {
+            std::io::Error::other(format!("`{endpoint}` resolves to no address"))
+        }));
+    }
+    Ok(listeners)
+}
+
+#[async_trait]
+impl Lifecycle for OtlpReceiver {
+    async fn start(&self) -> Result<(), StartError> {
+        let (stop, stopped) = watch::channel(false);
+        let mut servers = Vec::new();
+        if let Some(grpc) = &self.config.protocols.grpc {
+            let listeners = bind_all(&grpc.endpoint).await.map_err(|e| {
+                StartError::new(
+                    &self.name,
+                    format!("cannot listen on {} (grpc): {e}", grpc.endpoint),
+                )
+            })?;
+            for listener in listeners {
+                tracing::info!(receiver = %self.name, address = ?listener.local_addr().ok(), "OTLP/gRPC listening");
+                servers.push(grpc::serve(listener, grpc, &self.outputs, stopped.clone()));
+            }
+        }
+        if let Some(http) = &self.config.protocols.http {
+            let listeners = bind_all(&http.endpoint).await.map_err(|e| {
+                StartError::new(
+                    &self.name,
+                    format!("cannot listen on {} (http): {e}", http.endpoint),
+                )
+            })?;
+            for listener in listeners {
+                tracing::info!(receiver = %self.name, address = ?listener.local_addr().ok(), "OTLP/HTTP listening");
+                servers.push(http::serve(listener, http, &self.outputs, stopped.clone()));
+            }
+        }
+        if let Ok(mut running) = self.running.lock() {
+            *running = Some(Running { stop, servers });
+        }
+        Ok(())
+    }
+
+    /// Stops accepting connections and lets requests in flight finish (their data is then in
+    /// the pipeline, which drains next).
+    async fn shutdown(&self, deadline: Instant) {
+        let Some(running) = self.running.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let _ = running.stop.send(true);
+        let aborts: Vec<_> = running.servers.iter().map(|s| s.abort_handle()).collect();
+        if tokio::time::timeout_at(deadline, futures::future::join_all(running.servers))
+            .await
+            .is_err()
+        {
+            tracing::warn!(receiver = %self.name, "requests still in flight at the shutdown deadline");
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Receiver for OtlpReceiver {
+    fn listen_addresses(&self) -> Vec<String> {
+        let p = &self.config.protocols;
+        p.grpc
+            .iter()
+            .map(|g| g.endpoint.clone())
+            .chain(p.http.iter().map(|h| h.endpoint.clone()))
+            .collect()
+    }
+}
+
+/// A future that completes once shutdown is signalled.
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The seconds to put in Retry-After / RetryInfo for an error, if any.
+pub(crate) fn retry_after(error: &DeliveryError) -> Option<std::time::Duration> {
+    match error {
+        DeliveryError::Throttled { retry_after, .. } => Some(*retry_after),
+        DeliveryError::Retryable { retry_after, .. } => *retry_after,
+        DeliveryError::Permanent { .. } => None,
+    }
+}
