@@ -83,9 +83,18 @@ fn load(args: &ConfigArgs) -> Result<sluice_config::Node, ConfigErrors> {
     sluice_config::load(&sources, &args.sets, &|name| std::env::var(name).ok())
 }
 
-fn build(args: &ConfigArgs) -> Result<Service, ConfigErrors> {
+/// Loads and builds the service. Logging starts as soon as its settings are known, so what the
+/// build warns about is seen.
+fn build(args: &ConfigArgs, with_logging: bool) -> Result<Service, ConfigErrors> {
     let node = load(args)?;
     let config = Config::from_node(&node)?;
+    if with_logging {
+        // An invalid telemetry section is reported by the build; log with defaults meanwhile.
+        let telemetry: TelemetryConfig =
+            sluice_config::decode(&config.service.telemetry, &config.service.telemetry_path)
+                .unwrap_or_default();
+        init_logging(&telemetry);
+    }
     Service::build(&config, &registry(), Telemetry::default())
 }
 
@@ -131,14 +140,13 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
 }
 
 fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let mut service = match build(args) {
+    let mut service = match build(args, true) {
         Ok(s) => s,
         Err(errors) => {
             print_errors(&errors);
             return Ok(ExitCode::from(2));
         }
     };
-    init_logging(&service.telemetry_config);
     runtime()?.block_on(async move {
         if let Err(e) = service.start().await {
             tracing::error!(error = %e, "cannot start");
@@ -153,7 +161,7 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let service = match build(args) {
+    let service = match build(args, false) {
         Ok(s) => s,
         Err(errors) => {
             print_errors(&errors);

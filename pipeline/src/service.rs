@@ -437,6 +437,8 @@ impl Service {
             }
         }
 
+        graph.check_unused();
+
         let Some(telemetry_config) = telemetry_config else {
             return Err(dedup(graph.errors));
         };
@@ -634,6 +636,51 @@ impl<'a> Graph<'a> {
             },
             decoded.path,
         ))
+    }
+
+    /// Components defined but in no pipeline are not run, but their settings are still checked
+    /// (with throwaway telemetry, so they leave no series behind), as the Collector does.
+    fn check_unused(&mut self) {
+        let used: BTreeSet<&ComponentId> = self
+            .config
+            .service
+            .pipelines
+            .iter()
+            .flat_map(|p| p.receivers.iter().chain(&p.processors).chain(&p.exporters))
+            .map(|r| &r.id)
+            .collect();
+        let ctx = BuildContext::default();
+        let registry = self.registry;
+        let config = self.config;
+        let unused = |c: &&ComponentConfig| !used.contains(&c.id);
+        for c in config.receivers.iter().filter(unused) {
+            if let Some(f) = registry.receiver(&c.id.type_name) {
+                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                self.collect(f.build(c, ReceiverOutputs::default(), &ctx));
+            }
+        }
+        for c in config.processors.iter().filter(unused) {
+            if let Some(f) = registry.processor(&c.id.type_name) {
+                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                let signal = f.info().signals.first().copied().unwrap_or(SignalKind::Traces);
+                self.collect(f.build(c, placeholder(signal), &ctx));
+            }
+        }
+        for c in config.exporters.iter().filter(unused) {
+            if let Some(f) = registry.exporter(&c.id.type_name) {
+                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                let signals: Vec<SignalKind> = f.info().signals.first().copied().into_iter().collect();
+                self.collect(f.build(c, &signals, &ctx));
+            }
+        }
+        for c in config.connectors.iter().filter(unused) {
+            if let Some(f) = registry.connector(&c.id.type_name) {
+                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                if let Some((from, to)) = f.pairs().first().copied() {
+                    self.collect(f.build(c, from, placeholder(to), &ctx));
+                }
+            }
+        }
     }
 
     /// Builds a connector's `from` side feeding the pipelines that receive from it.
