@@ -3,6 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The file exporter's tests read its output with the standard tools, as users would.
+missing=""
+for tool in zstd gzip jq; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  echo "== installing:$missing"
+  apt-get update -qq && apt-get install -y -qq $missing
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

@@ -87,7 +87,8 @@ fn load(args: &ConfigArgs) -> Result<sluice_config::Node, ConfigErrors> {
 /// build warns about is seen.
 fn build(args: &ConfigArgs, with_logging: bool) -> Result<Service, ConfigErrors> {
     let node = load(args)?;
-    let config = Config::from_node(&node)?;
+    // Structural problems and the components' own problems are reported together.
+    let (config, mut errors) = Config::from_node_lenient(&node);
     if with_logging {
         // An invalid telemetry section is reported by the build; log with defaults meanwhile.
         let telemetry: TelemetryConfig =
@@ -95,7 +96,18 @@ fn build(args: &ConfigArgs, with_logging: bool) -> Result<Service, ConfigErrors>
                 .unwrap_or_default();
         init_logging(&telemetry);
     }
-    Service::build(&config, &registry(), Telemetry::default())
+    match Service::build(&config, &registry(), Telemetry::default()) {
+        Ok(service) if errors.is_empty() => Ok(service),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            for d in more {
+                if !errors.0.contains(&d) {
+                    errors.push(d);
+                }
+            }
+            Err(errors)
+        }
+    }
 }
 
 fn print_errors(errors: &ConfigErrors) {
@@ -140,6 +152,9 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
 }
 
 fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    // Components may set up connections while being built, which needs the runtime.
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
     let mut service = match build(args, true) {
         Ok(s) => s,
         Err(errors) => {
@@ -147,7 +162,7 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    runtime()?.block_on(async move {
+    runtime.block_on(async move {
         if let Err(e) = service.start().await {
             tracing::error!(error = %e, "cannot start");
             service.shutdown().await;
@@ -161,6 +176,8 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
     let service = match build(args, false) {
         Ok(s) => s,
         Err(errors) => {
@@ -168,7 +185,7 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let problems = runtime()?.block_on(service.check_addresses());
+    let problems = runtime.block_on(service.check_addresses());
     if !problems.is_empty() {
         print_errors(&ConfigErrors(problems));
         return Ok(ExitCode::FAILURE);

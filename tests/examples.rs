@@ -16,8 +16,14 @@ fn every_example_config_validates() {
             .arg("validate")
             .arg("--config")
             .arg(&path)
-            .args(["--set", "receivers.otlp.protocols.http.endpoint=127.0.0.1:0"])
-            .args(["--set", "receivers.otlp.protocols.grpc.endpoint=127.0.0.1:0"])
+            .args([
+                "--set",
+                "receivers.otlp.protocols.http.endpoint=127.0.0.1:0",
+            ])
+            .args([
+                "--set",
+                "receivers.otlp.protocols.grpc.endpoint=127.0.0.1:0",
+            ])
             .args(["--set", "service.telemetry.metrics.address=127.0.0.1:0"])
             .args(["--set", "extensions.health_check.endpoint=127.0.0.1:0"])
             .output()
@@ -30,7 +36,10 @@ fn every_example_config_validates() {
         );
         checked += 1;
     }
-    assert!(checked >= 3, "expected the example configs, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected the example configs, found {checked}"
+    );
 }
 
 #[test]
@@ -41,5 +50,9 @@ fn the_embedded_default_validates() {
         .env("SLUICE_OTLP_HTTP_ENDPOINT", "127.0.0.1:0")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

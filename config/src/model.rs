@@ -465,6 +465,14 @@ impl Config {
     /// Structural validation of a loaded tree; every problem is collected and
     /// returned together. Component types are not checked here (the registry knows them).
     pub fn from_node(root: &Node) -> Result<Config, ConfigErrors> {
+        let (config, errs) = Config::from_node_lenient(root);
+        errs.into_result(config)
+    }
+
+    /// Like [`Config::from_node`], but also returns what could be understood despite the
+    /// problems (invalid entries left out), so that later checks (component types, component
+    /// sections) can report their problems in the same run instead of one layer at a time.
+    pub fn from_node_lenient(root: &Node) -> (Config, ConfigErrors) {
         let mut errs = ConfigErrors::default();
         let empty = Map::default();
         let top = match &root.value {
@@ -479,7 +487,21 @@ impl Config {
                         root.kind_name()
                     ),
                 ));
-                return Err(errs);
+                let nothing = Config {
+                    receivers: Vec::new(),
+                    processors: Vec::new(),
+                    exporters: Vec::new(),
+                    connectors: Vec::new(),
+                    extensions: Vec::new(),
+                    service: ServiceConfig {
+                        extensions: Vec::new(),
+                        pipelines: Vec::new(),
+                        telemetry: Node::empty_map(root.pos.clone()),
+                        telemetry_path: "service.telemetry".to_string(),
+                        shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                    },
+                };
+                return (nothing, errs);
             }
         };
         for (k, _) in top.iter() {
@@ -611,14 +633,15 @@ impl Config {
         }
         service.pipelines = pipelines;
 
-        errs.into_result(Config {
+        let config = Config {
             receivers,
             processors,
             exporters,
             connectors,
             extensions,
             service,
-        })
+        };
+        (config, errs)
     }
 
     /// The components of one kind.

@@ -3,6 +3,10 @@
 
 pub mod debug;
 pub mod file;
+mod http;
+pub mod otlp_grpc;
+pub mod otlp_http;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -13,5 +17,8 @@ pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
     vec![
         Arc::new(file::FileExporterFactory),
         Arc::new(debug::DebugExporterFactory),
+        Arc::new(otlp_http::OtlpHttpExporterFactory),
+        Arc::new(otlp_grpc::OtlpGrpcExporterFactory),
+        Arc::new(webhook::WebhookExporterFactory),
     ]
 }

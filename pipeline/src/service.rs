@@ -315,9 +315,9 @@ impl Service {
         );
         let health = graph.health_endpoint();
         let order = graph.pipeline_order();
-        if !graph.errors.is_empty() {
-            return Err(dedup(graph.errors));
-        }
+        // Building goes on after the checks above failed, so that every component's own
+        // section is decoded and its problems reported in the same run. Unknown types and
+        // signals a component does not support are left out of the build below.
 
         // Exporters: one instance per id, serving every signal some pipeline sends it.
         let mut exporter_signals: BTreeMap<&ComponentId, BTreeSet<SignalKind>> = BTreeMap::new();
@@ -339,7 +339,12 @@ impl Service {
             let Some(factory) = registry.exporter(&id.type_name) else {
                 continue;
             };
-            let signals: Vec<SignalKind> = signals.iter().copied().collect();
+            let supported = factory.info().signals;
+            let signals: Vec<SignalKind> = signals
+                .iter()
+                .copied()
+                .filter(|s| supported.contains(s))
+                .collect();
             if let Some(built) = graph.collect(factory.build(cfg, &signals, &graph.ctx)) {
                 for consumer in built.consumers {
                     exporter_consumers.insert((id, consumer.signal()), consumer);
@@ -384,6 +389,10 @@ impl Service {
                 let Some(factory) = registry.processor(&r.id.type_name) else {
                     continue;
                 };
+                if !factory.info().signals.contains(&signal) {
+                    next = placeholder(signal);
+                    continue;
+                }
                 match graph.collect(factory.build(cfg, next, &graph.ctx)) {
                     Some(built) => {
                         next = built.consumer;
@@ -417,7 +426,11 @@ impl Service {
                     continue;
                 };
                 let mut outputs = ReceiverOutputs::default();
-                for signal in SignalKind::ALL {
+                let supported = factory.info().signals;
+                for signal in SignalKind::ALL
+                    .into_iter()
+                    .filter(|s| supported.contains(s))
+                {
                     let feeds: Vec<AnyConsumer> = config
                         .service
                         .pipelines
@@ -662,14 +675,20 @@ impl<'a> Graph<'a> {
         for c in config.processors.iter().filter(unused) {
             if let Some(f) = registry.processor(&c.id.type_name) {
                 tracing::warn!(component = %c.path, "defined but not used in any pipeline");
-                let signal = f.info().signals.first().copied().unwrap_or(SignalKind::Traces);
+                let signal = f
+                    .info()
+                    .signals
+                    .first()
+                    .copied()
+                    .unwrap_or(SignalKind::Traces);
                 self.collect(f.build(c, placeholder(signal), &ctx));
             }
         }
         for c in config.exporters.iter().filter(unused) {
             if let Some(f) = registry.exporter(&c.id.type_name) {
                 tracing::warn!(component = %c.path, "defined but not used in any pipeline");
-                let signals: Vec<SignalKind> = f.info().signals.first().copied().into_iter().collect();
+                let signals: Vec<SignalKind> =
+                    f.info().signals.first().copied().into_iter().collect();
                 self.collect(f.build(c, &signals, &ctx));
             }
         }

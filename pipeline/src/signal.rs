@@ -1,9 +1,15 @@
 //! The three OTLP signals behind one trait, so batching, queueing, codecs and fan-out are
 //! written once and instantiated per signal.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -27,12 +33,16 @@ pub trait Signal: Send + Sync + Sized + 'static {
         + 'static;
     /// The OTLP export request, which is field-for-field the `*Data` message files hold.
     type Request: prost::Message + Default + Serialize + DeserializeOwned + Send + 'static;
+    /// The OTLP export response, which may report a partial success.
+    type Response: prost::Message + Default + Serialize + DeserializeOwned + Send + 'static;
 
     const KIND: SignalKind;
     /// The item word in OTel Collector self-metric names: `spans`, `metric_points`, `log_records`.
     const ITEM_NAME: &'static str;
     /// The top-level key of the signal's OTLP/JSON request: `resourceSpans`, ...
     const JSON_KEY: &'static str;
+    /// The gRPC method of the signal's OTLP export service.
+    const GRPC_METHOD: &'static str;
 
     fn resource_items(resource: &Self::Resource) -> usize;
     fn into_request(resources: Vec<Self::Resource>) -> Self::Request;
@@ -43,6 +53,8 @@ pub trait Signal: Send + Sync + Sized + 'static {
     fn split_resource(resource: &mut Self::Resource, n: usize) -> Self::Resource;
     fn resource(resource: &Self::Resource) -> Option<&Resource>;
     fn resource_mut(resource: &mut Self::Resource) -> &mut Option<Resource>;
+    /// Items a backend rejected in a partial success, with its message.
+    fn rejected(response: &Self::Response) -> Option<(i64, &str)>;
 }
 
 pub fn item_count<S: Signal>(resources: &[S::Resource]) -> usize {
@@ -258,9 +270,11 @@ pub struct Logs;
 impl Signal for Traces {
     type Resource = ResourceSpans;
     type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
     const KIND: SignalKind = SignalKind::Traces;
     const ITEM_NAME: &'static str = "spans";
     const JSON_KEY: &'static str = "resourceSpans";
+    const GRPC_METHOD: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
     fn resource_items(resource: &ResourceSpans) -> usize {
         resource.scope_spans.iter().map(|s| s.spans.len()).sum()
@@ -285,14 +299,22 @@ impl Signal for Traces {
     fn resource_mut(resource: &mut ResourceSpans) -> &mut Option<Resource> {
         &mut resource.resource
     }
+    fn rejected(response: &Self::Response) -> Option<(i64, &str)> {
+        let p = response.partial_success.as_ref()?;
+        (p.rejected_spans > 0 || !p.error_message.is_empty())
+            .then_some((p.rejected_spans, p.error_message.as_str()))
+    }
 }
 
 impl Signal for Metrics {
     type Resource = ResourceMetrics;
     type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
     const KIND: SignalKind = SignalKind::Metrics;
     const ITEM_NAME: &'static str = "metric_points";
     const JSON_KEY: &'static str = "resourceMetrics";
+    const GRPC_METHOD: &'static str =
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
     fn resource_items(resource: &ResourceMetrics) -> usize {
         resource
@@ -322,14 +344,21 @@ impl Signal for Metrics {
     fn resource_mut(resource: &mut ResourceMetrics) -> &mut Option<Resource> {
         &mut resource.resource
     }
+    fn rejected(response: &Self::Response) -> Option<(i64, &str)> {
+        let p = response.partial_success.as_ref()?;
+        (p.rejected_data_points > 0 || !p.error_message.is_empty())
+            .then_some((p.rejected_data_points, p.error_message.as_str()))
+    }
 }
 
 impl Signal for Logs {
     type Resource = ResourceLogs;
     type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
     const KIND: SignalKind = SignalKind::Logs;
     const ITEM_NAME: &'static str = "log_records";
     const JSON_KEY: &'static str = "resourceLogs";
+    const GRPC_METHOD: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
     fn resource_items(resource: &ResourceLogs) -> usize {
         resource
@@ -357,6 +386,11 @@ impl Signal for Logs {
     }
     fn resource_mut(resource: &mut ResourceLogs) -> &mut Option<Resource> {
         &mut resource.resource
+    }
+    fn rejected(response: &Self::Response) -> Option<(i64, &str)> {
+        let p = response.partial_success.as_ref()?;
+        (p.rejected_log_records > 0 || !p.error_message.is_empty())
+            .then_some((p.rejected_log_records, p.error_message.as_str()))
     }
 }
 

@@ -3,6 +3,8 @@
 mod config;
 mod grpc;
 mod http;
+#[cfg(test)]
+mod tests;
 
 pub use config::{GrpcConfig, HttpConfig, OtlpConfig, Protocols};
 
@@ -40,6 +42,19 @@ impl ReceiverFactory for OtlpReceiverFactory {
         outputs: ReceiverOutputs,
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Receiver>, ConfigErrors> {
+        Ok(self.build_otlp(config, outputs, ctx)?)
+    }
+}
+
+impl OtlpReceiverFactory {
+    /// [`ReceiverFactory::build`] with the concrete type, for callers that need
+    /// [`OtlpReceiver::bound_addresses`] (in-process tests listening on port 0).
+    pub fn build_otlp(
+        &self,
+        config: &ComponentConfig,
+        outputs: ReceiverOutputs,
+        ctx: &BuildContext,
+    ) -> Result<Arc<OtlpReceiver>, ConfigErrors> {
         let cfg: OtlpConfig = decode_config(config)?;
         if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
             return Err(Diagnostic::new(
@@ -154,6 +169,14 @@ pub(crate) struct Outputs {
 struct Running {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+    bound: BoundAddresses,
+}
+
+/// The addresses a started receiver actually listens on (port 0 resolved).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoundAddresses {
+    pub grpc: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
 }
 
 pub struct OtlpReceiver {
@@ -188,6 +211,7 @@ impl Lifecycle for OtlpReceiver {
     async fn start(&self) -> Result<(), StartError> {
         let (stop, stopped) = watch::channel(false);
         let mut servers = Vec::new();
+        let mut bound = BoundAddresses::default();
         if let Some(grpc) = &self.config.protocols.grpc {
             let listeners = bind_all(&grpc.endpoint).await.map_err(|e| {
                 StartError::new(
@@ -197,6 +221,7 @@ impl Lifecycle for OtlpReceiver {
             })?;
             for listener in listeners {
                 tracing::info!(receiver = %self.name, address = ?listener.local_addr().ok(), "OTLP/gRPC listening");
+                bound.grpc.extend(listener.local_addr().ok());
                 servers.push(grpc::serve(listener, grpc, &self.outputs, stopped.clone()));
             }
         }
@@ -209,11 +234,16 @@ impl Lifecycle for OtlpReceiver {
             })?;
             for listener in listeners {
                 tracing::info!(receiver = %self.name, address = ?listener.local_addr().ok(), "OTLP/HTTP listening");
+                bound.http.extend(listener.local_addr().ok());
                 servers.push(http::serve(listener, http, &self.outputs, stopped.clone()));
             }
         }
         if let Ok(mut running) = self.running.lock() {
-            *running = Some(Running { stop, servers });
+            *running = Some(Running {
+                stop,
+                servers,
+                bound,
+            });
         }
         Ok(())
     }
@@ -235,6 +265,17 @@ impl Lifecycle for OtlpReceiver {
                 abort.abort();
             }
         }
+    }
+}
+
+impl OtlpReceiver {
+    /// Where the receiver listens while started (empty before `start` and after `shutdown`).
+    pub fn bound_addresses(&self) -> BoundAddresses {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.bound.clone()))
+            .unwrap_or_default()
     }
 }
 

@@ -7,6 +7,10 @@ use prost::Message;
 
 use crate::signal::Signal;
 
+mod nonfinite;
+
+pub use nonfinite::NonFinite;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("invalid OTLP protobuf: {0}")]
@@ -20,9 +24,62 @@ pub fn decode_proto<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeE
 }
 
 pub fn decode_json<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeError> {
-    Ok(S::from_request(serde_json::from_slice::<S::Request>(
-        bytes,
-    )?))
+    let first = match serde_json::from_slice::<S::Request>(bytes) {
+        Ok(request) => return Ok(S::from_request(request)),
+        Err(e) => e,
+    };
+    // `opentelemetry-proto`'s serde types require a few fields that proto3 JSON lets a sender
+    // omit or send as `null`: the `values` of an empty `arrayValue`/`kvlistValue` (every
+    // protobuf JSON printer writes an empty list as `{"arrayValue":{}}`) and a KeyValue's
+    // `key`. Fill those in and decode once more; well-formed input never pays for this.
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(first.into());
+    };
+    fill_omitted_fields(&mut doc);
+    serde_json::from_value::<S::Request>(doc)
+        .map(S::from_request)
+        .map_err(|_| first.into())
+}
+
+/// Drops `null` members (proto3 JSON: null means the default) and adds the fields that the
+/// serde types cannot default: `values` of `arrayValue`/`kvlistValue`, `key` of a KeyValue.
+fn fill_omitted_fields(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    fn set_if_missing(object: &mut Value, field: &str, default: Value) {
+        if let Value::Object(map) = object
+            && map.get(field).is_none_or(Value::is_null)
+        {
+            map.insert(field.to_string(), default);
+        }
+    }
+    fn key_values(list: &mut Value) {
+        if let Value::Array(items) = list {
+            for kv in items {
+                set_if_missing(kv, "key", Value::String(String::new()));
+            }
+        }
+    }
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, child| !child.is_null());
+            for (field, child) in map.iter_mut() {
+                match field.as_str() {
+                    "arrayValue" => set_if_missing(child, "values", Value::Array(Vec::new())),
+                    "kvlistValue" => {
+                        set_if_missing(child, "values", Value::Array(Vec::new()));
+                        if let Some(values) = child.get_mut("values") {
+                            key_values(values);
+                        }
+                    }
+                    "attributes" | "filteredAttributes" | "metadata" => key_values(child),
+                    _ => {}
+                }
+                fill_omitted_fields(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(fill_omitted_fields),
+        _ => {}
+    }
 }
 
 /// Encodes resources as the signal's export request (= its `*Data` message) without copying
@@ -52,7 +109,7 @@ pub fn encode_json<S: Signal>(
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, resource)?;
+        serde_json::to_writer(&mut *out, &NonFinite(resource))?;
     }
     out.extend_from_slice(b"]}");
     Ok(())
@@ -131,6 +188,41 @@ mod tests {
         });
         let decoded = decode_json::<Traces>(doc.to_string().as_bytes()).unwrap();
         assert_eq!(decoded, traces());
+    }
+
+    #[test]
+    fn json_input_may_omit_empty_lists_and_keys_or_send_null() {
+        let doc = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{
+            "timeUnixNano": null,
+            "body": {"arrayValue": {}},
+            "attributes": [
+                {"key": "map", "value": {"kvlistValue": {"values": null}}},
+                {"value": {"kvlistValue": {"values": [{"value": {"arrayValue": {}}}]}}}
+            ]
+        }]}]}]}"#;
+        let logs = decode_json::<Logs>(doc.as_bytes()).unwrap();
+        let record = &logs[0].scope_logs[0].log_records[0];
+        let empty_list = Value::ArrayValue(Default::default());
+        assert_eq!(
+            record.body.as_ref().unwrap().value,
+            Some(empty_list.clone())
+        );
+        assert_eq!(
+            record.attributes[0].value.as_ref().unwrap().value,
+            Some(Value::KvlistValue(Default::default()))
+        );
+        assert_eq!(record.attributes[1].key, "");
+        let Some(Value::KvlistValue(inner)) = &record.attributes[1].value.as_ref().unwrap().value
+        else {
+            panic!("{record:?}")
+        };
+        assert_eq!(inner.values[0].key, "");
+        assert_eq!(
+            inner.values[0].value.as_ref().unwrap().value,
+            Some(empty_list)
+        );
+        // Still an error when the input is wrong.
+        assert!(decode_json::<Logs>(br#"{"resourceLogs":[{"scopeLogs":7}]}"#).is_err());
     }
 
     #[test]
