@@ -22,7 +22,7 @@ pub use consumer::{
     AnyConsumer, Consumer, DynConsumer, SignalConsumer, WrapConsumer, deliver, fanout,
 };
 pub use service::Service;
-pub use signal::{Logs, Metrics, Signal, SignalKind, Traces};
+pub use signal::{Logs, Metrics, PerSignal, Signal, SignalKind, Traces};
 pub use telemetry::Telemetry;
 
 pub use opentelemetry_proto::tonic as proto;

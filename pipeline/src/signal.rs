@@ -260,6 +260,41 @@ fn split_metric(metric: &mut Metric, n: usize) -> Metric {
     }
 }
 
+/// One value per signal, for components that keep per-signal settings or counters in one
+/// object.
+#[derive(Clone, Debug, Default)]
+pub struct PerSignal<T> {
+    pub traces: T,
+    pub metrics: T,
+    pub logs: T,
+}
+
+impl<T> PerSignal<T> {
+    pub fn new(mut make: impl FnMut(SignalKind) -> T) -> Self {
+        PerSignal {
+            traces: make(SignalKind::Traces),
+            metrics: make(SignalKind::Metrics),
+            logs: make(SignalKind::Logs),
+        }
+    }
+
+    pub fn get(&self, signal: SignalKind) -> &T {
+        match signal {
+            SignalKind::Traces => &self.traces,
+            SignalKind::Metrics => &self.metrics,
+            SignalKind::Logs => &self.logs,
+        }
+    }
+
+    pub fn get_mut(&mut self, signal: SignalKind) -> &mut T {
+        match signal {
+            SignalKind::Traces => &mut self.traces,
+            SignalKind::Metrics => &mut self.metrics,
+            SignalKind::Logs => &mut self.logs,
+        }
+    }
+}
+
 /// Marker type for the traces signal.
 pub struct Traces;
 /// Marker type for the metrics signal.

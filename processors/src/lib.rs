@@ -1,7 +1,10 @@
 //! sluice's processors and connectors, one folder each.
 
+pub mod attributes;
 pub mod batch;
+pub mod filter;
 pub mod forward;
+pub mod resource_detection;
 
 use std::sync::Arc;
 
@@ -9,7 +12,13 @@ use sluice_pipeline::{ConnectorFactory, ProcessorFactory};
 
 /// Every processor type this crate provides.
 pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
-    vec![Arc::new(batch::BatchProcessorFactory)]
+    vec![
+        Arc::new(batch::BatchProcessorFactory),
+        Arc::new(resource_detection::ResourceDetectionProcessorFactory),
+        Arc::new(attributes::AttributesProcessorFactory),
+        Arc::new(attributes::ResourceProcessorFactory),
+        Arc::new(filter::FilterProcessorFactory),
+    ]
 }
 
 /// Every connector type this crate provides.

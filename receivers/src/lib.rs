@@ -1,6 +1,7 @@
 //! sluice's receivers, one folder each.
 
 pub mod otlp;
+pub mod tls;
 
 use std::sync::Arc;
 

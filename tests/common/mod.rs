@@ -62,8 +62,20 @@ impl Collector {
         c
     }
 
+    /// Like `start`, with extra environment variables for the collector process.
+    pub fn start_with_env(template: &str, extra: &[&str], envs: &[(&str, &str)]) -> Collector {
+        let c = Self::spawn_with_env(template, extra, envs);
+        c.wait_ready();
+        c
+    }
+
     /// Like `start`, but does not wait for readiness.
     pub fn spawn(template: &str, extra: &[&str]) -> Collector {
+        Self::spawn_with_env(template, extra, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables for the collector process.
+    pub fn spawn_with_env(template: &str, extra: &[&str], envs: &[(&str, &str)]) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let (grpc, http, metrics, health) = (free_port(), free_port(), free_port(), free_port());
         let config = render(template, grpc, http, metrics, health, dir.path());
@@ -78,6 +90,7 @@ impl Collector {
             .args(extra)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use sluice_config::{ComponentConfig, ConfigErrors, SignalKind};
 use sluice_pipeline::codec::encode_json;
-use sluice_pipeline::exporter::{Export, ExportHelper, HelperSettings, QueueSettings};
+use sluice_pipeline::exporter::{Export, HelperSettings, QueueSettings, export_signals};
 use sluice_pipeline::proto::common::v1::{AnyValue, any_value};
 use sluice_pipeline::{
-    AnyConsumer, Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo,
-    Lifecycle, Logs, Metrics, Signal, SignalConsumer, Traces, decode_config,
+    Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, Logs, Metrics,
+    Signal, Traces, decode_config,
 };
 
 /// `exporters: debug:`.
@@ -63,34 +63,14 @@ impl ExporterFactory for DebugExporterFactory {
             },
             ..HelperSettings::default()
         };
-        let mut built = BuiltExporter {
-            consumers: Vec::new(),
-            lifecycles: Vec::new(),
-        };
-        for signal in signals {
-            let (consumer, lifecycle) = match signal {
-                SignalKind::Traces => helper::<Traces>(&exporter, &settings, ctx),
-                SignalKind::Metrics => helper::<Metrics>(&exporter, &settings, ctx),
-                SignalKind::Logs => helper::<Logs>(&exporter, &settings, ctx),
-            };
-            built.consumers.push(consumer);
-            built.lifecycles.push(lifecycle);
-        }
-        Ok(built)
+        Ok(export_signals(
+            &exporter.name.clone(),
+            &settings,
+            signals,
+            exporter,
+            ctx,
+        ))
     }
-}
-
-fn helper<S: Signal + SignalConsumer>(
-    exporter: &Arc<DebugExporter>,
-    settings: &HelperSettings,
-    ctx: &BuildContext,
-) -> (AnyConsumer, Arc<dyn Lifecycle>)
-where
-    DebugExporter: Export<S>,
-{
-    let (consumer, lifecycle) =
-        ExportHelper::<S>::new(&exporter.name, settings.clone(), exporter.clone(), ctx).parts();
-    (S::to_any(consumer), lifecycle)
 }
 
 pub struct DebugExporter {

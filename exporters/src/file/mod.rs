@@ -18,11 +18,11 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use sluice_config::{ComponentConfig, ConfigErrors, SignalKind};
 use sluice_pipeline::codec::{encode_json, encode_proto, encoded_proto_len};
-use sluice_pipeline::exporter::{Export, ExportHelper, HelperSettings};
+use sluice_pipeline::exporter::{Export, HelperSettings, export_signals};
 use sluice_pipeline::telemetry::Counter;
 use sluice_pipeline::{
-    AnyConsumer, Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo,
-    Lifecycle, Logs, Metrics, Signal, SignalConsumer, StartError, Traces, decode_config,
+    Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, Lifecycle,
+    Logs, Metrics, Signal, StartError, Traces, decode_config,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -62,34 +62,11 @@ impl ExporterFactory for FileExporterFactory {
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
         };
-        let mut built = BuiltExporter {
-            consumers: Vec::new(),
-            lifecycles: Vec::new(),
-        };
-        for signal in signals {
-            let (consumer, lifecycle) = match signal {
-                SignalKind::Traces => helper::<Traces>(&name, &settings, &sink, ctx),
-                SignalKind::Metrics => helper::<Metrics>(&name, &settings, &sink, ctx),
-                SignalKind::Logs => helper::<Logs>(&name, &settings, &sink, ctx),
-            };
-            built.consumers.push(consumer);
-            built.lifecycles.push(lifecycle);
-        }
+        let mut built = export_signals(&name, &settings, signals, sink.clone(), ctx);
         // Shutdown order: the queues drain into the files, then they are ended and closed.
         built.lifecycles.push(sink);
         Ok(built)
     }
-}
-
-fn helper<S: Signal + SignalConsumer>(
-    name: &str,
-    settings: &HelperSettings,
-    sink: &Arc<FileSink>,
-    ctx: &BuildContext,
-) -> (AnyConsumer, Arc<dyn Lifecycle>) {
-    let (consumer, lifecycle) =
-        ExportHelper::<S>::new(name, settings.clone(), sink.clone(), ctx).parts();
-    (S::to_any(consumer), lifecycle)
 }
 
 /// Where resources are written.

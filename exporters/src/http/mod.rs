@@ -101,6 +101,41 @@ pub fn classify(status: reqwest::StatusCode, headers: &HeaderMap, detail: &str) 
     }
 }
 
+/// The first `limit` bytes of a response body: enough for a status or a partial-success
+/// message, without letting a destination make the exporter buffer without bound.
+pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    body
+}
+
+/// The webhook rules: chat and paging services are not OTLP backends, so 429 and every 5xx
+/// are retryable (honouring Retry-After); other statuses are permanent.
+pub fn classify_webhook(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    detail: &str,
+) -> DeliveryError {
+    if status.is_server_error() {
+        let reason = if detail.is_empty() {
+            format!("server answered {status}")
+        } else {
+            format!("server answered {status}: {detail}")
+        };
+        return DeliveryError::Retryable {
+            reason,
+            retry_after: retry_after(headers),
+        };
+    }
+    classify(status, headers, detail)
+}
+
 /// A network-level failure (refused, reset, timed out) is always worth retrying.
 pub fn transport_error(e: &reqwest::Error) -> DeliveryError {
     let mut message = e.to_string();
@@ -132,6 +167,19 @@ mod tests {
         assert!(classify(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), "").is_permanent());
         assert!(!classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), "").is_permanent());
         assert!(!classify(StatusCode::GATEWAY_TIMEOUT, &HeaderMap::new(), "").is_permanent());
+        // Webhooks: every 5xx and 429 are retried, other 4xx are not.
+        let none = HeaderMap::new();
+        assert!(!classify_webhook(StatusCode::INTERNAL_SERVER_ERROR, &none, "").is_permanent());
+        assert!(!classify_webhook(StatusCode::NOT_IMPLEMENTED, &none, "").is_permanent());
+        assert!(!classify_webhook(StatusCode::TOO_MANY_REQUESTS, &none, "").is_permanent());
+        assert!(classify_webhook(StatusCode::BAD_REQUEST, &none, "").is_permanent());
+        assert!(classify_webhook(StatusCode::NOT_FOUND, &none, "").is_permanent());
+        match classify_webhook(StatusCode::INTERNAL_SERVER_ERROR, &h, "") {
+            DeliveryError::Retryable { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -13,12 +13,11 @@ use serde::Deserialize;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
 use sluice_pipeline::codec::{encode_proto, encoded_proto_len};
 use sluice_pipeline::exporter::{
-    Export, ExportHelper, HelperSettings, QueueSettings, RetrySettings,
+    Export, HelperSettings, PartialRejections, QueueSettings, RetrySettings, export_signals,
 };
-use sluice_pipeline::telemetry::Counter;
 use sluice_pipeline::{
-    AnyConsumer, Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo,
-    Lifecycle, Logs, Metrics, Signal, SignalConsumer, Traces, decode_config,
+    Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, Signal,
+    decode_config,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
@@ -118,25 +117,13 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
         };
-        let mut built = BuiltExporter {
-            consumers: Vec::new(),
-            lifecycles: Vec::new(),
-        };
-        for signal in signals {
-            let target = Target {
-                channel: channel.clone(),
-                metadata: metadata.clone(),
-                compression,
-            };
-            let (consumer, lifecycle) = match signal {
-                SignalKind::Traces => helper::<Traces>(&name, target, &settings, ctx),
-                SignalKind::Metrics => helper::<Metrics>(&name, target, &settings, ctx),
-                SignalKind::Logs => helper::<Logs>(&name, target, &settings, ctx),
-            };
-            built.consumers.push(consumer);
-            built.lifecycles.push(lifecycle);
-        }
-        Ok(built)
+        let exporter = Arc::new(OtlpGrpcExporter {
+            channel,
+            metadata,
+            compression,
+            rejected: PartialRejections::new(&name, ctx),
+        });
+        Ok(export_signals(&name, &settings, signals, exporter, ctx))
     }
 }
 
@@ -167,45 +154,37 @@ fn connect(cfg: &OtlpGrpcConfig) -> Result<Channel, (&'static str, String)> {
     Ok(endpoint.connect_with_connector_lazy(codec::TlsConnector::new(tls_config)))
 }
 
-fn helper<S: Signal + SignalConsumer>(
-    name: &str,
-    target: Target,
-    settings: &HelperSettings,
-    ctx: &BuildContext,
-) -> (AnyConsumer, Arc<dyn Lifecycle>) {
-    let rejected = ctx.telemetry.metrics.counter(
-        &format!("sluice_exporter_partially_rejected_{}", S::ITEM_NAME),
-        &format!(
-            "Number of {} the destination rejected in a partial success",
-            S::ITEM_NAME
-        ),
-        &[("exporter", name)],
-    );
-    let exporter = Arc::new(OtlpGrpcExporter {
-        name: name.to_string(),
-        target,
-        rejected,
-    });
-    let (consumer, lifecycle) =
-        ExportHelper::<S>::new(name, settings.clone(), exporter, ctx).parts();
-    (S::to_any(consumer), lifecycle)
-}
-
-struct Target {
+/// One connection serving every signal.
+pub struct OtlpGrpcExporter {
     channel: Channel,
     metadata: MetadataMap,
     compression: Option<CompressionEncoding>,
-}
-
-pub struct OtlpGrpcExporter {
-    name: String,
-    target: Target,
-    rejected: Counter,
+    rejected: PartialRejections,
 }
 
 /// The OTLP/gRPC retry rules: these codes are transient; RESOURCE_EXHAUSTED only when the
 /// server says when to come back (RetryInfo); every other code is permanent.
 pub fn classify(status: &Status) -> DeliveryError {
+    // A status tonic made from a local failure (connection refused or reset, TLS handshake,
+    // HTTP/2 error) carries that error as its source; a server's answer has none. Network
+    // errors are retried whatever code tonic gave them (a failed connection can come back as
+    // UNKNOWN "transport error"), and the log names their cause.
+    if let Some(source) = std::error::Error::source(status) {
+        let mut reason = String::from("transport error");
+        let mut add = |text: String| {
+            if !reason.contains(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
+        };
+        add(status.message().to_string());
+        let mut cause = Some(source);
+        while let Some(e) = cause {
+            add(e.to_string());
+            cause = e.source();
+        }
+        return DeliveryError::retryable(reason);
+    }
     let reason = format!("server answered {:?}: {}", status.code(), status.message());
     let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
     match status.code() {
@@ -231,24 +210,21 @@ impl<S: Signal> Export<S> for OtlpGrpcExporter {
     async fn export(&self, batch: &Batch<S>) -> Result<(), DeliveryError> {
         let mut body = Vec::with_capacity(encoded_proto_len::<S>(batch.resources()));
         encode_proto::<S>(batch.resources(), &mut body);
-        let mut grpc = tonic::client::Grpc::new(self.target.channel.clone());
-        if let Some(c) = self.target.compression {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        if let Some(c) = self.compression {
             grpc = grpc.send_compressed(c);
         }
         grpc.ready()
             .await
             .map_err(|e| DeliveryError::retryable(format!("cannot connect: {e}")))?;
         let mut request = tonic::Request::new(bytes::Bytes::from(body));
-        *request.metadata_mut() = self.target.metadata.clone();
+        *request.metadata_mut() = self.metadata.clone();
         let path = http::uri::PathAndQuery::from_static(S::GRPC_METHOD);
         let response = grpc
             .unary(request, path, RawCodec::<S::Response>::default())
             .await
             .map_err(|status| classify(&status))?;
-        if let Some((count, message)) = S::rejected(response.get_ref()) {
-            self.rejected.add(count.max(0) as u64);
-            tracing::warn!(exporter = %self.name, rejected = count, message, "destination rejected part of the data");
-        }
+        self.rejected.record::<S>(response.get_ref());
         Ok(())
     }
 }
@@ -264,6 +240,15 @@ mod tests {
         assert!(!classify(&Status::deadline_exceeded("x")).is_permanent());
         assert!(classify(&Status::invalid_argument("x")).is_permanent());
         assert!(classify(&Status::resource_exhausted("x")).is_permanent());
+        // A local transport failure is retried whatever its code.
+        let transport = Status::from_error(Box::new(std::io::Error::other("connection reset")));
+        assert_eq!(transport.code(), Code::Unknown);
+        match classify(&transport) {
+            DeliveryError::Retryable { reason, .. } => {
+                assert!(reason.contains("connection reset"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
         let with_info = Status::with_error_details(
             Code::ResourceExhausted,
             "slow down",

@@ -12,12 +12,11 @@ use serde::Deserialize;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
 use sluice_pipeline::codec::{encode_json, encode_proto, encoded_proto_len};
 use sluice_pipeline::exporter::{
-    Export, ExportHelper, HelperSettings, QueueSettings, RetrySettings,
+    Export, HelperSettings, PartialRejections, QueueSettings, RetrySettings, export_signals,
 };
-use sluice_pipeline::telemetry::Counter;
 use sluice_pipeline::{
-    AnyConsumer, Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo,
-    Logs, Metrics, Signal, SignalConsumer, Traces, decode_config,
+    Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, PerSignal,
+    Signal, decode_config,
 };
 
 use crate::http::{self, Compression, TlsSettings};
@@ -97,7 +96,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         let mut errors = Vec::new();
         let client = http::client(&cfg.tls, cfg.timeout.0).map_err(|e| at("tls", e));
         let headers = http::headers(&cfg.headers).map_err(|e| at("headers", e));
-        let mut urls = Vec::new();
+        let mut urls: PerSignal<Option<reqwest::Url>> = PerSignal::default();
         for signal in signals {
             let (key, explicit, suffix) = match signal {
                 SignalKind::Traces => ("traces_endpoint", &cfg.traces_endpoint, "v1/traces"),
@@ -113,7 +112,9 @@ impl ExporterFactory for OtlpHttpExporterFactory {
                 }
             };
             match reqwest::Url::parse(&url) {
-                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => urls.push((*signal, u)),
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {
+                    *urls.get_mut(*signal) = Some(u)
+                }
                 Ok(u) => errors.push(at(
                     key,
                     format!("`{url}`: scheme must be http or https, not {}", u.scheme()),
@@ -138,72 +139,32 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
         };
-        let mut built = BuiltExporter {
-            consumers: Vec::new(),
-            lifecycles: Vec::new(),
-        };
-        for (signal, url) in urls {
-            let target = Target {
-                client: client.clone(),
-                headers: headers.clone(),
-                url,
-                encoding: cfg.encoding,
-                compression: cfg.compression,
-            };
-            let (consumer, lifecycle) = match signal {
-                SignalKind::Traces => helper::<Traces>(&name, target, &settings, ctx),
-                SignalKind::Metrics => helper::<Metrics>(&name, target, &settings, ctx),
-                SignalKind::Logs => helper::<Logs>(&name, target, &settings, ctx),
-            };
-            built.consumers.push(consumer);
-            built.lifecycles.push(lifecycle);
-        }
-        Ok(built)
+        let exporter = Arc::new(OtlpHttpExporter {
+            client,
+            headers,
+            urls,
+            encoding: cfg.encoding,
+            compression: cfg.compression,
+            rejected: PartialRejections::new(&name, ctx),
+        });
+        Ok(export_signals(&name, &settings, signals, exporter, ctx))
     }
 }
 
-fn helper<S: Signal + SignalConsumer>(
-    name: &str,
-    target: Target,
-    settings: &HelperSettings,
-    ctx: &BuildContext,
-) -> (AnyConsumer, Arc<dyn sluice_pipeline::Lifecycle>) {
-    let rejected = ctx.telemetry.metrics.counter(
-        &format!("sluice_exporter_partially_rejected_{}", S::ITEM_NAME),
-        &format!(
-            "Number of {} the destination rejected in a partial success",
-            S::ITEM_NAME
-        ),
-        &[("exporter", name)],
-    );
-    let exporter = Arc::new(OtlpHttpExporter {
-        name: name.to_string(),
-        target,
-        rejected,
-    });
-    let (consumer, lifecycle) =
-        ExportHelper::<S>::new(name, settings.clone(), exporter, ctx).parts();
-    (S::to_any(consumer), lifecycle)
-}
-
-struct Target {
+/// One destination serving every signal, each at its own URL.
+pub struct OtlpHttpExporter {
     client: reqwest::Client,
     headers: HeaderMap,
-    url: reqwest::Url,
+    urls: PerSignal<Option<reqwest::Url>>,
     encoding: Encoding,
     compression: Compression,
-}
-
-pub struct OtlpHttpExporter {
-    name: String,
-    target: Target,
-    rejected: Counter,
+    rejected: PartialRejections,
 }
 
 impl OtlpHttpExporter {
     fn body<S: Signal>(&self, batch: &Batch<S>) -> Result<Vec<u8>, DeliveryError> {
         let mut body = Vec::new();
-        match self.target.encoding {
+        match self.encoding {
             Encoding::Proto => {
                 body.reserve(encoded_proto_len::<S>(batch.resources()));
                 encode_proto::<S>(batch.resources(), &mut body);
@@ -212,8 +173,7 @@ impl OtlpHttpExporter {
                 DeliveryError::permanent(format!("cannot encode as OTLP/JSON: {e}"))
             })?,
         }
-        self.target
-            .compression
+        self.compression
             .compress(body)
             .map_err(|e| DeliveryError::permanent(format!("cannot compress the request: {e}")))
     }
@@ -225,15 +185,33 @@ impl OtlpHttpExporter {
             return;
         }
         let response = if content_type.starts_with("application/json") {
-            serde_json::from_slice::<S::Response>(body).ok()
+            json_response::<S>(body)
         } else {
             S::Response::decode(body).ok()
         };
-        if let Some((count, message)) = response.as_ref().and_then(S::rejected) {
-            self.rejected.add(count.max(0) as u64);
-            tracing::warn!(exporter = %self.name, rejected = count, message, "destination rejected part of the data");
+        if let Some(response) = response {
+            self.rejected.record::<S>(&response);
         }
     }
+}
+
+/// An OTLP/JSON export response. OTLP/JSON writes 64-bit integers as decimal strings
+/// (`"rejectedSpans": "2"`), which the serde types do not take; numbers are accepted too.
+fn json_response<S: Signal>(body: &[u8]) -> Option<S::Response> {
+    let mut doc = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    if let Some(partial) = doc
+        .get_mut("partialSuccess")
+        .and_then(|p| p.as_object_mut())
+    {
+        for (key, value) in partial.iter_mut() {
+            if key.starts_with("rejected")
+                && let Some(n) = value.as_str().and_then(|s| s.trim().parse::<i64>().ok())
+            {
+                *value = n.into();
+            }
+        }
+    }
+    serde_json::from_value(doc).ok()
 }
 
 /// The `message` of a google.rpc.Status error body, for the log.
@@ -255,20 +233,25 @@ fn status_message(content_type: &str, body: &[u8]) -> String {
 #[async_trait]
 impl<S: Signal> Export<S> for OtlpHttpExporter {
     async fn export(&self, batch: &Batch<S>) -> Result<(), DeliveryError> {
+        let Some(url) = self.urls.get(S::KIND) else {
+            return Err(DeliveryError::permanent(format!(
+                "no URL configured for {}",
+                S::KIND
+            )));
+        };
         let body = self.body(batch)?;
-        let t = &self.target;
-        let mut request = t
+        let mut request = self
             .client
-            .post(t.url.clone())
-            .headers(t.headers.clone())
+            .post(url.clone())
+            .headers(self.headers.clone())
             .header(
                 CONTENT_TYPE,
-                match t.encoding {
+                match self.encoding {
                     Encoding::Proto => "application/x-protobuf",
                     Encoding::Json => "application/json",
                 },
             );
-        if let Some(encoding) = t.compression.header() {
+        if let Some(encoding) = self.compression.header() {
             request = request.header(CONTENT_ENCODING, encoding);
         }
         let response = request
@@ -283,7 +266,7 @@ impl<S: Signal> Export<S> for OtlpHttpExporter {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = http::read_body(response, 1024 * 1024).await;
         if status.is_success() {
             self.partial_success::<S>(&content_type, &body);
             return Ok(());

@@ -260,8 +260,8 @@ impl WebhookExporter {
             return Ok(());
         }
         let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        Err(http::classify(
+        let text = String::from_utf8_lossy(&http::read_body(response, 4096).await).into_owned();
+        Err(http::classify_webhook(
             status,
             &headers,
             text.chars().take(512).collect::<String>().trim(),

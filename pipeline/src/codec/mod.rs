@@ -8,6 +8,7 @@ use prost::Message;
 use crate::signal::Signal;
 
 mod nonfinite;
+mod nonfinite_decode;
 
 pub use nonfinite::NonFinite;
 
@@ -17,28 +18,60 @@ pub enum DecodeError {
     Proto(#[from] prost::DecodeError),
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "OTLP/JSON document of {0} bytes uses NaN/Infinity strings, which sluice accepts only in \
+         documents up to 1 MiB; send protobuf or smaller requests"
+    )]
+    TooLargeForSlowPath(usize),
 }
+
+/// Largest OTLP/JSON document decoded through a generic JSON tree (see `decode_json`).
+const SLOW_PATH_LIMIT: usize = 1024 * 1024;
 
 pub fn decode_proto<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeError> {
     Ok(S::from_request(S::Request::decode(bytes)?))
 }
 
 pub fn decode_json<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeError> {
-    let first = match serde_json::from_slice::<S::Request>(bytes) {
-        Ok(request) => return Ok(S::from_request(request)),
-        Err(e) => e,
+    // NaN and infinities are strings in OTLP/JSON, which the serde types do not take (and
+    // would drop silently): such documents always go the slow way below.
+    let non_finite = nonfinite_decode::mentions_non_finite(bytes);
+    let first = if non_finite {
+        None
+    } else {
+        match serde_json::from_slice::<S::Request>(bytes) {
+            Ok(request) => return Ok(S::from_request(request)),
+            Err(e) => Some(e),
+        }
     };
     // `opentelemetry-proto`'s serde types require a few fields that proto3 JSON lets a sender
     // omit or send as `null`: the `values` of an empty `arrayValue`/`kvlistValue` (every
     // protobuf JSON printer writes an empty list as `{"arrayValue":{}}`) and a KeyValue's
     // `key`. Fill those in and decode once more; well-formed input never pays for this.
-    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return Err(first.into());
+    // The slow way builds a generic JSON tree, which can take ~100x the text's size for
+    // adversarial input (many tiny objects): only small documents may take it.
+    if bytes.len() > SLOW_PATH_LIMIT {
+        return Err(match first {
+            Some(e) => e.into(),
+            None => DecodeError::TooLargeForSlowPath(bytes.len()),
+        });
+    }
+    let mut doc = match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(doc) => doc,
+        Err(e) => return Err(first.unwrap_or(e).into()),
     };
     fill_omitted_fields(&mut doc);
-    serde_json::from_value::<S::Request>(doc)
-        .map(S::from_request)
-        .map_err(|_| first.into())
+    let marked = non_finite && nonfinite_decode::mark(&mut doc);
+    match serde_json::from_value::<S::Request>(doc) {
+        Ok(request) => {
+            let mut resources = S::from_request(request);
+            if marked {
+                nonfinite_decode::restore::<S>(&mut resources);
+            }
+            Ok(resources)
+        }
+        Err(e) => Err(first.unwrap_or(e).into()),
+    }
 }
 
 /// Drops `null` members (proto3 JSON: null means the default) and adds the fields that the
@@ -223,6 +256,82 @@ mod tests {
         );
         // Still an error when the input is wrong.
         assert!(decode_json::<Logs>(br#"{"resourceLogs":[{"scopeLogs":7}]}"#).is_err());
+    }
+
+    #[test]
+    fn json_non_finite_doubles_read_back_everywhere() {
+        let doc = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+            {"name": "g", "gauge": {"dataPoints": [
+                {"asDouble": "NaN", "exemplars": [{"asDouble": "-Infinity"}],
+                 "attributes": [{"key": "d", "value": {"doubleValue": "Infinity"}},
+                                {"key": "s", "value": {"stringValue": "NaN"}}]},
+                {"asDouble": 1.5}
+            ]}},
+            {"name": "h", "histogram": {"dataPoints": [
+                {"sum": "NaN", "min": "-Infinity", "max": "Infinity", "explicitBounds": [1, "Infinity"]}
+            ]}},
+            {"name": "s", "summary": {"dataPoints": [
+                {"sum": "Infinity", "quantileValues": [{"quantile": 0.5, "value": "NaN"}]}
+            ]}}
+        ]}]}]}"#;
+        let metrics = decode_json::<crate::signal::Metrics>(doc.as_bytes()).unwrap();
+        use opentelemetry_proto::tonic::metrics::v1::{exemplar, metric, number_data_point};
+        let m = &metrics[0].scope_metrics[0].metrics;
+        let Some(metric::Data::Gauge(g)) = &m[0].data else {
+            panic!("{m:?}")
+        };
+        assert!(
+            matches!(g.data_points[0].value, Some(number_data_point::Value::AsDouble(v)) if v.is_nan())
+        );
+        assert_eq!(
+            g.data_points[0].exemplars[0].value,
+            Some(exemplar::Value::AsDouble(f64::NEG_INFINITY))
+        );
+        let attrs = &g.data_points[0].attributes;
+        assert_eq!(
+            attrs[0].value.as_ref().unwrap().value,
+            Some(Value::DoubleValue(f64::INFINITY))
+        );
+        assert_eq!(
+            attrs[1].value.as_ref().unwrap().value,
+            Some(Value::StringValue("NaN".into()))
+        );
+        assert_eq!(
+            g.data_points[1].value,
+            Some(number_data_point::Value::AsDouble(1.5))
+        );
+        let Some(metric::Data::Histogram(h)) = &m[1].data else {
+            panic!("{m:?}")
+        };
+        let p = &h.data_points[0];
+        assert!(p.sum.unwrap().is_nan());
+        assert_eq!(
+            (p.min, p.max),
+            (Some(f64::NEG_INFINITY), Some(f64::INFINITY))
+        );
+        assert_eq!(p.explicit_bounds, [1.0, f64::INFINITY]);
+        let Some(metric::Data::Summary(s)) = &m[2].data else {
+            panic!("{m:?}")
+        };
+        assert_eq!(s.data_points[0].sum, f64::INFINITY);
+        assert!(s.data_points[0].quantile_values[0].value.is_nan());
+
+        // What the encoder writes reads back as it was.
+        let logs = vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(Value::DoubleValue(f64::NEG_INFINITY)),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        let mut out = Vec::new();
+        encode_json::<Logs>(&logs, &mut out).unwrap();
+        assert_eq!(decode_json::<Logs>(&out).unwrap(), logs);
     }
 
     #[test]

@@ -16,10 +16,10 @@ use tokio::time::Instant;
 
 use crate::ack::{DeliveryError, Outcome};
 use crate::batch::{Batch, settle_all};
-use crate::component::{BuildContext, Lifecycle, StartError};
-use crate::consumer::{Consumer, DynConsumer};
+use crate::component::{BuildContext, BuiltExporter, Lifecycle, StartError};
+use crate::consumer::{Consumer, DynConsumer, SignalConsumer};
 use crate::queue::{PushError, SizedQueue};
-use crate::signal::Signal;
+use crate::signal::{Logs, Metrics, PerSignal, Signal, SignalKind, Traces};
 use crate::telemetry::{Counter, Gauge};
 
 /// One attempt to send one batch to a destination.
@@ -47,6 +47,85 @@ struct Inner<S: Signal> {
 pub struct ExportHelper<S: Signal> {
     inner: Arc<Inner<S>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Held for reading by every inline send; shutdown takes it for writing to wait them out.
+    inline_sends: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// Items a destination refused in an OTLP partial success: logged and counted, never retried
+/// (the destination said it will not take them).
+pub struct PartialRejections {
+    exporter: String,
+    counters: PerSignal<Counter>,
+}
+
+impl PartialRejections {
+    pub fn new(exporter: &str, ctx: &BuildContext) -> Self {
+        let counters = PerSignal::new(|signal| {
+            let item = match signal {
+                SignalKind::Traces => Traces::ITEM_NAME,
+                SignalKind::Metrics => Metrics::ITEM_NAME,
+                SignalKind::Logs => Logs::ITEM_NAME,
+            };
+            ctx.telemetry.metrics.counter(
+                &format!("sluice_exporter_partially_rejected_{item}"),
+                &format!("Number of {item} the destination rejected in a partial success"),
+                &[("exporter", exporter)],
+            )
+        });
+        PartialRejections {
+            exporter: exporter.to_string(),
+            counters,
+        }
+    }
+
+    pub fn record<S: Signal>(&self, response: &S::Response) {
+        if let Some((count, message)) = S::rejected(response) {
+            self.counters.get(S::KIND).add(count.max(0) as u64);
+            tracing::warn!(exporter = %self.exporter, rejected = count, message, "destination rejected part of the data");
+        }
+    }
+}
+
+/// Wires one exporter object that serves every signal: a helper (queue, retry, timeout) per
+/// signal asked for, all around the same object (one file, one connection).
+pub fn export_signals<E>(
+    name: &str,
+    settings: &HelperSettings,
+    signals: &[SignalKind],
+    exporter: Arc<E>,
+    ctx: &BuildContext,
+) -> BuiltExporter
+where
+    E: Export<Traces> + Export<Metrics> + Export<Logs>,
+{
+    fn one<S: SignalConsumer, E: Export<S>>(
+        name: &str,
+        settings: &HelperSettings,
+        exporter: Arc<E>,
+        ctx: &BuildContext,
+        built: &mut BuiltExporter,
+    ) {
+        let (consumer, lifecycle) =
+            ExportHelper::<S>::new(name, settings.clone(), exporter, ctx).parts();
+        built.consumers.push(S::to_any(consumer));
+        built.lifecycles.push(lifecycle);
+    }
+    let mut built = BuiltExporter {
+        consumers: Vec::new(),
+        lifecycles: Vec::new(),
+    };
+    for signal in signals {
+        match signal {
+            SignalKind::Traces => {
+                one::<Traces, E>(name, settings, exporter.clone(), ctx, &mut built)
+            }
+            SignalKind::Metrics => {
+                one::<Metrics, E>(name, settings, exporter.clone(), ctx, &mut built)
+            }
+            SignalKind::Logs => one::<Logs, E>(name, settings, exporter.clone(), ctx, &mut built),
+        }
+    }
+    built
 }
 
 impl<S: Signal> ExportHelper<S> {
@@ -104,6 +183,7 @@ impl<S: Signal> ExportHelper<S> {
                 stats,
             }),
             workers: Mutex::new(Vec::new()),
+            inline_sends: Arc::new(tokio::sync::RwLock::new(())),
         })
     }
 
@@ -176,8 +256,15 @@ impl<S: Signal> Consumer<S> for ExportHelper<S> {
     async fn consume(&self, mut batch: Batch<S>) {
         let inner = &self.inner;
         let Some(queue) = &inner.queue else {
-            let outcome = inner.send(&batch).await;
-            batch.settle(&outcome);
+            // Without a queue the sender waits for delivery; the send runs in its own task so
+            // the receiver's admission wait does not cut retries short. Shutdown waits for it.
+            let inner = self.inner.clone();
+            let in_flight = self.inline_sends.clone().read_owned().await;
+            tokio::spawn(async move {
+                let outcome = inner.send(&batch).await;
+                batch.settle(&outcome);
+                drop(in_flight);
+            });
             return;
         };
         let items = batch.items() as u64;
@@ -245,6 +332,12 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
 
     async fn shutdown(&self, deadline: Instant) {
         let Some(queue) = &self.inner.queue else {
+            if tokio::time::timeout_at(deadline, self.inline_sends.write())
+                .await
+                .is_err()
+            {
+                tracing::error!(exporter = %self.inner.name, "shutdown timeout reached with sends in flight");
+            }
             return;
         };
         queue.close();
@@ -253,14 +346,15 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             Err(_) => Vec::new(),
         };
         let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
-        if tokio::time::timeout_at(deadline, futures::future::join_all(workers))
-            .await
-            .is_err()
-        {
+        let finished = tokio::time::timeout_at(deadline, futures::future::join_all(workers)).await;
+        if finished.is_err() {
             for abort in aborts {
                 abort.abort();
             }
-            let left = queue.drain();
+        }
+        // Whatever is still queued now (deadline passed, or the workers are gone) is lost.
+        let left = queue.drain();
+        if !left.is_empty() {
             let items: usize = left.iter().map(|b| b.items()).sum();
             let error =
                 DeliveryError::retryable("collector shut down before the data was delivered");
@@ -272,7 +366,7 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
                 exporter = %self.inner.name,
                 lost = items,
                 item = S::ITEM_NAME,
-                "shutdown timeout reached with data still queued in memory; it is lost"
+                "shutdown with data still queued in memory; it is lost"
             );
         }
         self.inner.update_queue_gauge();

@@ -28,8 +28,9 @@ pub struct BatchConfig {
     pub send_batch_max_size: usize,
     /// Longest time data waits for a batch to fill (default 200ms).
     pub timeout: Duration,
-    /// Upper bound on one outgoing batch's encoded size; larger ones are split (default 8MiB;
-    /// 0: none). Keeps batches under exporters' and backends' message limits.
+    /// Upper bound on one outgoing batch's encoded size; larger ones are split (default 3MiB;
+    /// 0: none). Keeps batches under the 4 MiB message limit OTLP/gRPC servers (the OTel
+    /// Collector's included) apply by default, with room for the estimate after splits.
     pub send_batch_max_bytes: ByteSize,
     /// How much data may wait inside the processor before senders are made to wait
     /// (default 32MiB).
@@ -42,7 +43,7 @@ impl Default for BatchConfig {
             send_batch_size: 8192,
             send_batch_max_size: 0,
             timeout: Duration(StdDuration::from_millis(200)),
-            send_batch_max_bytes: ByteSize(8 * 1024 * 1024),
+            send_batch_max_bytes: ByteSize(3 * 1024 * 1024),
             buffer_size: ByteSize(32 * 1024 * 1024),
         }
     }
@@ -233,7 +234,12 @@ impl<S: Signal> Accumulator<S> {
             let take = self.limits.take_size(&p);
             out.push(p.split_front(take));
         }
-        out.push(p);
+        // Nothing left to send (the split took it all): settle instead of exporting nothing.
+        if p.items() == 0 && p.resources().is_empty() {
+            p.settle(&Ok(()));
+        } else {
+            out.push(p);
+        }
         out
     }
 }
@@ -379,6 +385,18 @@ mod tests {
         for b in rest {
             b.settle(&Ok(()));
         }
+        assert_eq!(waiter.await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_is_settled_not_exported() {
+        let mut acc = Accumulator::<Logs>::new(&cfg(10, 0));
+        let (ack, waiter) = Ack::new();
+        assert!(
+            acc.add(Batch::<Logs>::from_resources(vec![]).with_ack(ack))
+                .is_empty()
+        );
+        assert!(acc.flush().is_empty());
         assert_eq!(waiter.await, Ok(()));
     }
 }

@@ -1,6 +1,8 @@
 use serde::{Deserialize, Deserializer};
 use sluice_config::ByteSize;
 
+use crate::tls::ServerTlsSettings;
+
 /// `receivers: otlp:`, with the OTel Collector's keys.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +33,12 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// Largest request accepted, after decompression, in MiB (default 4, as in the collector).
     pub max_recv_msg_size_mib: u64,
+    /// Serve TLS with this certificate (and require client certificates when
+    /// `client_ca_file` is set).
+    pub tls: Option<ServerTlsSettings>,
+    /// Concurrent requests (HTTP/2 streams) one connection may have open (default 100): bounds
+    /// what a single client can hold in memory at once.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for GrpcConfig {
@@ -38,6 +46,8 @@ impl Default for GrpcConfig {
         GrpcConfig {
             endpoint: "localhost:4317".into(),
             max_recv_msg_size_mib: 4,
+            tls: None,
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -56,6 +66,9 @@ pub struct HttpConfig {
     pub metrics_url_path: String,
     /// Default `/v1/logs`.
     pub logs_url_path: String,
+    /// Serve HTTPS with this certificate (and require client certificates when
+    /// `client_ca_file` is set).
+    pub tls: Option<ServerTlsSettings>,
 }
 
 impl Default for HttpConfig {
@@ -66,6 +79,7 @@ impl Default for HttpConfig {
             traces_url_path: "/v1/traces".into(),
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
+            tls: None,
         }
     }
 }

@@ -99,6 +99,7 @@ grpc_service!(
 
 pub(crate) fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     config: &GrpcConfig,
     outputs: &Outputs,
     stop: watch::Receiver<bool>,
@@ -125,15 +126,26 @@ pub(crate) fn serve(
             .max_decoding_message_size(limit)
     });
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
         .add_optional_service(traces)
         .add_optional_service(metrics)
         .add_optional_service(logs);
     tokio::spawn(async move {
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stopped(stop))
-            .await
-        {
+        let served = match tls {
+            Some(tls) => {
+                let incoming = crate::tls::incoming(crate::tls::TlsListener::new(listener, tls));
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped(stop))
+                    .await
+            }
+            None => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped(stop))
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "OTLP/gRPC server failed");
         }
     })

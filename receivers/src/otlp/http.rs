@@ -38,6 +38,7 @@ const INVALID_ARGUMENT: i32 = 3;
 const RESOURCE_EXHAUSTED: i32 = 8;
 const UNIMPLEMENTED: i32 = 12;
 const UNAVAILABLE: i32 = 14;
+const INTERNAL: i32 = 13;
 
 /// An error answer: the status code, and a `google.rpc.Status` body in the request's encoding
 /// (JSON when the request's encoding is unknown).
@@ -95,10 +96,11 @@ enum BodyError {
     TooLarge(&'static str),
     UnsupportedEncoding(String),
     Invalid(String),
+    Internal(String),
 }
 
 impl BodyError {
-    fn into_response(self, limit: usize) -> Response {
+    fn into_response(self, limit: usize, encoding: Encoding) -> Response {
         match self {
             BodyError::TooLarge(what) => error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -106,19 +108,22 @@ impl BodyError {
                 format!(
                     "{what} request body exceeds the limit of {limit} bytes (max_request_body_size)"
                 ),
-                Encoding::Json,
+                encoding,
             ),
             BodyError::UnsupportedEncoding(e) => error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 UNIMPLEMENTED,
                 format!("unsupported Content-Encoding `{e}`; use gzip, zstd, deflate or none"),
-                Encoding::Json,
+                encoding,
             ),
-            BodyError::Invalid(message) => error(
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
+            BodyError::Invalid(message) => {
+                error(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, message, encoding)
+            }
+            BodyError::Internal(message) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                INTERNAL,
                 message,
-                Encoding::Json,
+                encoding,
             ),
         }
     }
@@ -145,6 +150,32 @@ fn decompress(body: &[u8], encoding: &str, limit: usize) -> Result<Option<Vec<u8
             "cannot decompress {encoding} body: {e}"
         ))),
     }
+}
+
+/// Bodies up to this size are decoded on the async thread: handing small ones to the blocking
+/// pool would cost more than it saves.
+const INLINE_DECODE_LIMIT: usize = 64 * 1024;
+
+/// Decompresses and decodes a body: the data and its size as protobuf.
+fn decode_body<S: Signal>(
+    raw: &[u8],
+    content_encoding: &str,
+    encoding: Encoding,
+    limit: usize,
+) -> Result<(Vec<S::Resource>, usize), BodyError> {
+    let decompressed = decompress(raw, content_encoding, limit)?;
+    let bytes: &[u8] = decompressed.as_deref().unwrap_or(raw);
+    let decoded = match encoding {
+        Encoding::Proto => decode_proto::<S>(bytes),
+        Encoding::Json => decode_json::<S>(bytes),
+    };
+    let resources = decoded.map_err(|e| BodyError::Invalid(e.to_string()))?;
+    // Size as protobuf: for JSON the body length overstates it, so measure.
+    let size = match encoding {
+        Encoding::Proto => bytes.len(),
+        Encoding::Json => sluice_pipeline::codec::encoded_proto_len::<S>(&resources),
+    };
+    Ok((resources, size))
 }
 
 async fn handle<S: Signal>(
@@ -183,12 +214,12 @@ async fn handle<S: Signal>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return BodyError::TooLarge("compressed").into_response(limit);
+        return BodyError::TooLarge("compressed").into_response(limit, encoding);
     }
     let raw = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return BodyError::TooLarge("compressed").into_response(limit);
+            return BodyError::TooLarge("compressed").into_response(limit, encoding);
         }
         Err(e) => {
             return error(
@@ -199,36 +230,26 @@ async fn handle<S: Signal>(
             );
         }
     };
+    let body_len = raw.len();
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let decompressed = match decompress(&raw, &content_encoding, limit) {
-        Ok(d) => d,
-        Err(e) => return e.into_response(limit),
+    // Decompressing and decoding a large body is CPU work that would stall the async
+    // threads serving everyone else: large bodies go to the blocking pool.
+    let unpack = move || decode_body::<S>(&raw, &content_encoding, encoding, limit);
+    let unpacked = if body_len > INLINE_DECODE_LIMIT {
+        tokio::task::spawn_blocking(unpack)
+            .await
+            .unwrap_or_else(|e| Err(BodyError::Internal(format!("decoding failed: {e}"))))
+    } else {
+        unpack()
     };
-    let bytes: &[u8] = decompressed.as_deref().unwrap_or(&raw);
-    let decoded = match encoding {
-        Encoding::Proto => decode_proto::<S>(bytes),
-        Encoding::Json => decode_json::<S>(bytes),
-    };
-    let resources = match decoded {
+    let (resources, size) = match unpacked {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                INVALID_ARGUMENT,
-                e.to_string(),
-                encoding,
-            );
-        }
-    };
-    // Size as protobuf: for JSON the body length overstates it, so measure.
-    let size = match encoding {
-        Encoding::Proto => bytes.len(),
-        Encoding::Json => sluice_pipeline::codec::encoded_proto_len::<S>(&resources),
+        Err(e) => return e.into_response(limit, encoding),
     };
     match sink.accept(resources, size, Transport::Http).await {
         Ok(()) => {
@@ -262,6 +283,7 @@ fn route<S: Signal>(
 
 pub(crate) fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     config: &HttpConfig,
     outputs: &Outputs,
     stop: watch::Receiver<bool>,
@@ -272,10 +294,20 @@ pub(crate) fn serve(
     router = route(router, &config.metrics_url_path, &outputs.metrics, limit);
     router = route(router, &config.logs_url_path, &outputs.logs, limit);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stopped(stop))
-            .await
-        {
+        let served = match tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls);
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped(stop))
+                    .await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped(stop))
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "OTLP/HTTP server failed");
         }
     })
@@ -294,7 +326,7 @@ mod tests {
         assert!(bomb.len() < 10_000);
         let r = decompress(&bomb, "gzip", 100_000).unwrap_err();
         assert_eq!(
-            r.into_response(100_000).status(),
+            r.into_response(100_000, Encoding::Json).status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
         let ok = decompress(&bomb, "gzip", 1_000_000).unwrap().unwrap();
@@ -304,7 +336,7 @@ mod tests {
         assert_eq!(
             decompress(b"x", "br", 10)
                 .unwrap_err()
-                .into_response(10)
+                .into_response(10, Encoding::Json)
                 .status(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );

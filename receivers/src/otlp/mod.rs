@@ -80,8 +80,34 @@ impl OtlpReceiverFactory {
                 }
             }
         }
+        // Certificates are read now, so a bad file is a configuration error `validate` reports.
+        let tls =
+            |protocol: &str, settings: Option<&crate::tls::ServerTlsSettings>, alpn: &[&[u8]]| {
+                settings
+                    .map(|t| t.server_config(alpn))
+                    .transpose()
+                    .map_err(|e| {
+                        ConfigErrors::from(Diagnostic::new(
+                            Some(config.node.pos.clone()),
+                            format!("{}.protocols.{protocol}.tls", config.path),
+                            e,
+                        ))
+                    })
+            };
+        let grpc_tls = tls(
+            "grpc",
+            cfg.protocols.grpc.as_ref().and_then(|g| g.tls.as_ref()),
+            &[b"h2"],
+        )?;
+        let http_tls = tls(
+            "http",
+            cfg.protocols.http.as_ref().and_then(|h| h.tls.as_ref()),
+            &[b"h2", b"http/1.1"],
+        )?;
         let name = config.id.to_string();
         Ok(Arc::new(OtlpReceiver {
+            grpc_tls,
+            http_tls,
             name: name.clone(),
             config: cfg,
             outputs: Outputs {
@@ -181,6 +207,8 @@ pub struct BoundAddresses {
 
 pub struct OtlpReceiver {
     name: String,
+    grpc_tls: Option<Arc<rustls::ServerConfig>>,
+    http_tls: Option<Arc<rustls::ServerConfig>>,
     config: OtlpConfig,
     outputs: Outputs,
     running: Mutex<Option<Running>>,
@@ -222,7 +250,13 @@ impl Lifecycle for OtlpReceiver {
             for listener in listeners {
                 tracing::info!(receiver = %self.name, address = ?listener.local_addr().ok(), "OTLP/gRPC listening");
                 bound.grpc.extend(listener.local_addr().ok());
-                servers.push(grpc::serve(listener, grpc, &self.outputs, stopped.clone()));
+                servers.push(grpc::serve(
+                    listener,
+                    self.grpc_tls.clone(),
+                    grpc,
+                    &self.outputs,
+                    stopped.clone(),
+                ));
             }
         }
         if let Some(http) = &self.config.protocols.http {
@@ -235,7 +269,13 @@ impl Lifecycle for OtlpReceiver {
             for listener in listeners {
                 tracing::info!(receiver = %self.name, address = ?listener.local_addr().ok(), "OTLP/HTTP listening");
                 bound.http.extend(listener.local_addr().ok());
-                servers.push(http::serve(listener, http, &self.outputs, stopped.clone()));
+                servers.push(http::serve(
+                    listener,
+                    self.http_tls.clone(),
+                    http,
+                    &self.outputs,
+                    stopped.clone(),
+                ));
             }
         }
         if let Ok(mut running) = self.running.lock() {

@@ -1,0 +1,632 @@
+//! The two processors' config sections (the OTel Collector's shape) and their validation into
+//! [`Action`]s and a [`Selector`], each error naming the key path and where it was written.
+
+use regex::Regex;
+use serde::Deserialize;
+use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Pos, SignalKind};
+use sluice_pipeline::decode_config;
+use sluice_pipeline::proto::common::v1::any_value;
+
+use super::actions::{Action, Source};
+use super::matching::{
+    AttrCriterion, Criteria, LibraryCriterion, Patterns, SPAN_KINDS, Selector, ValueMatch,
+};
+use super::value::{ConfigValue, ConvertedType, text};
+
+/// `processors: attributes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributesConfig {
+    #[serde(default)]
+    pub actions: Vec<ActionConfig>,
+    #[serde(default)]
+    pub include: Option<MatchConfig>,
+    #[serde(default)]
+    pub exclude: Option<MatchConfig>,
+}
+
+/// `processors: resource:`. The OTel Collector calls the list `attributes`; `actions` is
+/// accepted too, so a list copied from an `attributes` processor works unchanged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    #[serde(default, alias = "actions")]
+    pub attributes: Vec<ActionConfig>,
+}
+
+/// One entry of `actions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    #[serde(default)]
+    pub key: Option<String>,
+    pub action: ActionKind,
+    #[serde(default)]
+    pub value: Option<ConfigValue>,
+    #[serde(default)]
+    pub from_attribute: Option<String>,
+    #[serde(default)]
+    pub from_context: Option<String>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub converted_type: Option<ConvertedType>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    Insert,
+    Update,
+    Upsert,
+    Delete,
+    Hash,
+    Extract,
+    Convert,
+}
+
+impl ActionKind {
+    fn name(self) -> &'static str {
+        match self {
+            ActionKind::Insert => "insert",
+            ActionKind::Update => "update",
+            ActionKind::Upsert => "upsert",
+            ActionKind::Delete => "delete",
+            ActionKind::Hash => "hash",
+            ActionKind::Extract => "extract",
+            ActionKind::Convert => "convert",
+        }
+    }
+}
+
+/// `include:` or `exclude:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    pub match_type: MatchType,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub span_names: Vec<String>,
+    #[serde(default)]
+    pub attributes: Vec<AttributeMatchConfig>,
+    #[serde(default)]
+    pub resources: Vec<AttributeMatchConfig>,
+    #[serde(default)]
+    pub log_bodies: Vec<String>,
+    #[serde(default)]
+    pub log_severity_texts: Vec<String>,
+    #[serde(default)]
+    pub metric_names: Vec<String>,
+    #[serde(default)]
+    pub span_kinds: Vec<String>,
+    #[serde(default)]
+    pub libraries: Vec<LibraryMatchConfig>,
+}
+
+/// `{name, version}` in `libraries` of a match block: the instrumentation scope.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryMatchConfig {
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchType {
+    Strict,
+    Regexp,
+}
+
+/// `{key, value}` in `attributes`/`resources` of a match block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMatchConfig {
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<ConfigValue>,
+}
+
+/// A match property that only one signal has, checked once the pipeline's signal is known.
+#[derive(Clone, Debug)]
+pub struct SignalOnly {
+    pub field: &'static str,
+    pub signal: SignalKind,
+    pub pos: Pos,
+    pub path: String,
+}
+
+/// The `attributes` processor's checked settings.
+#[derive(Clone, Debug)]
+pub struct AttributesSettings {
+    pub actions: Vec<Action>,
+    pub selector: Selector,
+    pub signal_only: Vec<SignalOnly>,
+}
+
+impl AttributesSettings {
+    /// Errors for match properties the pipeline's signal does not have (`span_names` in a
+    /// logs pipeline would otherwise silently match nothing).
+    pub fn check_signal(&self, signal: SignalKind) -> Result<(), ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        for s in self.signal_only.iter().filter(|s| s.signal != signal) {
+            errors.push(Diagnostic::new(
+                Some(s.pos.clone()),
+                s.path.clone(),
+                format!(
+                    "`{}` applies only to {}, and this processor is in a {} pipeline",
+                    s.field,
+                    s.signal.as_str(),
+                    signal.as_str()
+                ),
+            ));
+        }
+        errors.into_result(())
+    }
+}
+
+const FROM_CONTEXT_UNSUPPORTED: &str = "`from_context` is not supported yet: sluice does not \
+     carry request metadata (client address, headers, auth) with the data; use `value` or \
+     `from_attribute`";
+
+/// A step in a key path.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Builds diagnostics that point at a place inside the component's section.
+struct Errors<'c> {
+    config: &'c ComponentConfig,
+    list: ConfigErrors,
+}
+
+impl<'c> Errors<'c> {
+    fn new(config: &'c ComponentConfig) -> Self {
+        Errors {
+            config,
+            list: ConfigErrors::default(),
+        }
+    }
+
+    /// The position of the deepest node of `segs` that exists, and the full key path.
+    fn locate(&self, segs: &[Seg<'_>]) -> (Pos, String) {
+        let mut node = Some(&self.config.node);
+        let mut pos = match &self.config.node.value {
+            // An empty section has no position of its own worth showing; its key does.
+            sluice_config::Value::Null => self.config.pos.clone(),
+            _ => self.config.node.pos.clone(),
+        };
+        let mut path = self.config.path.clone();
+        for seg in segs {
+            match seg {
+                Seg::Key(k) => {
+                    path.push('.');
+                    path.push_str(k);
+                    node = node.and_then(|n| n.as_map()).and_then(|m| m.get(k));
+                }
+                Seg::Index(i) => {
+                    path.push_str(&format!("[{i}]"));
+                    node = node.and_then(|n| n.as_seq()).and_then(|s| s.get(*i));
+                }
+            }
+            if let Some(n) = node {
+                pos = n.pos.clone();
+            }
+        }
+        (pos, path)
+    }
+
+    fn push(&mut self, segs: &[Seg<'_>], message: impl Into<String>) {
+        let (pos, path) = self.locate(segs);
+        self.list
+            .push(Diagnostic::new(Some(pos), path, message.into()));
+    }
+
+    fn regex(&mut self, pattern: &str, segs: &[Seg<'_>]) -> Option<Regex> {
+        match Regex::new(pattern) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // The regex crate's message spans several lines (pattern, caret, reason);
+                // a diagnostic is one line, and the pattern is already quoted in it.
+                let full = e.to_string();
+                let reason = full
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.trim().strip_prefix("error: "))
+                    .unwrap_or(full.trim());
+                self.push(
+                    segs,
+                    format!("invalid regular expression `{pattern}`: {reason}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.list.len()
+    }
+}
+
+/// Decodes and checks an `attributes` processor section.
+pub fn attributes_settings(config: &ComponentConfig) -> Result<AttributesSettings, ConfigErrors> {
+    let raw: AttributesConfig = decode_config(config)?;
+    let mut errors = Errors::new(config);
+    let actions = compile_actions(&raw.actions, "actions", &mut errors);
+    let mut signal_only = Vec::new();
+    let include = raw
+        .include
+        .as_ref()
+        .map(|m| compile_criteria(m, "include", &mut errors, &mut signal_only));
+    let exclude = raw
+        .exclude
+        .as_ref()
+        .map(|m| compile_criteria(m, "exclude", &mut errors, &mut signal_only));
+    errors.list.into_result(AttributesSettings {
+        actions,
+        selector: Selector { include, exclude },
+        signal_only,
+    })
+}
+
+/// Decodes and checks a `resource` processor section.
+pub fn resource_actions(config: &ComponentConfig) -> Result<Vec<Action>, ConfigErrors> {
+    let raw: ResourceConfig = decode_config(config)?;
+    let list_key = if config
+        .node
+        .as_map()
+        .is_some_and(|m| m.contains_key("actions"))
+    {
+        "actions"
+    } else {
+        "attributes"
+    };
+    let mut errors = Errors::new(config);
+    let actions = compile_actions(&raw.attributes, list_key, &mut errors);
+    errors.list.into_result(actions)
+}
+
+fn compile_actions(list: &[ActionConfig], list_key: &str, errors: &mut Errors<'_>) -> Vec<Action> {
+    if list.is_empty() {
+        errors.push(
+            &[Seg::Key(list_key)],
+            format!("no actions: `{list_key}` needs at least one entry"),
+        );
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, a) in list.iter().enumerate() {
+        let before = errors.count();
+        let at = |field: &'static str| [Seg::Key(list_key), Seg::Index(i), Seg::Key(field)];
+        let item = [Seg::Key(list_key), Seg::Index(i)];
+        let name = a.action.name();
+        let unused = |errors: &mut Errors<'_>, field: &'static str, present: bool| {
+            if present {
+                errors.push(
+                    &at(field),
+                    format!("`{field}` is not used by the `{name}` action"),
+                );
+            }
+        };
+
+        if a.from_context.is_some() {
+            errors.push(&at("from_context"), FROM_CONTEXT_UNSUPPORTED);
+        }
+        if a.key.as_deref() == Some("") {
+            errors.push(&at("key"), "key must not be empty");
+        }
+        if a.from_attribute.as_deref() == Some("") {
+            errors.push(&at("from_attribute"), "from_attribute must not be empty");
+        }
+        let key = a.key.clone().filter(|k| !k.is_empty());
+        let need_key = |errors: &mut Errors<'_>, what: &str| {
+            if a.key.is_none() {
+                errors.push(
+                    &item,
+                    format!("the `{name}` action needs `key`: the attribute {what}"),
+                );
+            }
+        };
+        let pattern = |errors: &mut Errors<'_>| {
+            a.pattern
+                .as_deref()
+                .and_then(|p| errors.regex(p, &at("pattern")))
+        };
+
+        let action = match a.action {
+            ActionKind::Insert | ActionKind::Update | ActionKind::Upsert => {
+                need_key(errors, "to set");
+                unused(errors, "pattern", a.pattern.is_some());
+                unused(errors, "converted_type", a.converted_type.is_some());
+                let source = match (&a.value, &a.from_attribute) {
+                    (Some(v), None) => Some(Source::Value(v.0.clone())),
+                    (None, Some(f)) => Some(Source::Attribute(f.clone())),
+                    (Some(_), Some(_)) => {
+                        errors.push(
+                            &at("from_attribute"),
+                            "give either `value` or `from_attribute`, not both",
+                        );
+                        None
+                    }
+                    (None, None) => {
+                        // `from_context` was already reported; a second error would mislead.
+                        if a.from_context.is_none() {
+                            errors.push(
+                                &item,
+                                format!(
+                                    "the `{name}` action needs `value` or `from_attribute`: \
+                                     where the new value comes from"
+                                ),
+                            );
+                        }
+                        None
+                    }
+                };
+                match (key, source) {
+                    (Some(key), Some(source)) => Some(match a.action {
+                        ActionKind::Insert => Action::Insert { key, source },
+                        ActionKind::Update => Action::Update { key, source },
+                        _ => Action::Upsert { key, source },
+                    }),
+                    _ => None,
+                }
+            }
+            ActionKind::Delete | ActionKind::Hash => {
+                unused(errors, "value", a.value.is_some());
+                unused(errors, "from_attribute", a.from_attribute.is_some());
+                unused(errors, "converted_type", a.converted_type.is_some());
+                if a.key.is_none() && a.pattern.is_none() {
+                    errors.push(
+                        &item,
+                        format!(
+                            "the `{name}` action needs `key` or `pattern` (a regular \
+                             expression over attribute keys)"
+                        ),
+                    );
+                }
+                let pattern = pattern(errors);
+                Some(if a.action == ActionKind::Delete {
+                    Action::Delete { key, pattern }
+                } else {
+                    Action::Hash { key, pattern }
+                })
+            }
+            ActionKind::Extract => {
+                need_key(errors, "whose value the pattern is matched against");
+                unused(errors, "value", a.value.is_some());
+                unused(errors, "from_attribute", a.from_attribute.is_some());
+                unused(errors, "converted_type", a.converted_type.is_some());
+                if a.pattern.is_none() {
+                    errors.push(
+                        &item,
+                        "the `extract` action needs `pattern`: a regular expression whose \
+                         named groups, e.g. `(?P<name>...)`, become attributes",
+                    );
+                }
+                let regex = pattern(errors);
+                if let Some(r) = &regex
+                    && r.capture_names().flatten().next().is_none()
+                {
+                    errors.push(
+                        &at("pattern"),
+                        "the pattern has no named groups, so `extract` would add nothing; \
+                         name each group to extract, e.g. `(?P<name>...)`",
+                    );
+                }
+                match (key, regex) {
+                    (Some(key), Some(regex)) => Some(Action::Extract { key, regex }),
+                    _ => None,
+                }
+            }
+            ActionKind::Convert => {
+                need_key(errors, "to convert");
+                unused(errors, "value", a.value.is_some());
+                unused(errors, "from_attribute", a.from_attribute.is_some());
+                unused(errors, "pattern", a.pattern.is_some());
+                if a.converted_type.is_none() {
+                    errors.push(
+                        &item,
+                        "the `convert` action needs `converted_type`: `int`, `double` or `string`",
+                    );
+                }
+                match (key, a.converted_type) {
+                    (Some(key), Some(to)) => Some(Action::Convert { key, to }),
+                    _ => None,
+                }
+            }
+        };
+        if errors.count() == before
+            && let Some(action) = action
+        {
+            out.push(action);
+        }
+    }
+    out
+}
+
+fn compile_criteria(
+    m: &MatchConfig,
+    block: &'static str,
+    errors: &mut Errors<'_>,
+    signal_only: &mut Vec<SignalOnly>,
+) -> Criteria {
+    let regexp = m.match_type == MatchType::Regexp;
+    let patterns = |errors: &mut Errors<'_>, field: &'static str, list: &[String]| {
+        if list.is_empty() {
+            return None;
+        }
+        Some(if regexp {
+            let compiled = list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    errors.regex(p, &[Seg::Key(block), Seg::Key(field), Seg::Index(i)])
+                })
+                .collect();
+            Patterns::Regexp(compiled)
+        } else {
+            Patterns::Strict(list.to_vec())
+        })
+    };
+    let mut criteria = Criteria {
+        services: patterns(errors, "services", &m.services),
+        span_names: patterns(errors, "span_names", &m.span_names),
+        log_bodies: patterns(errors, "log_bodies", &m.log_bodies),
+        log_severity_texts: patterns(errors, "log_severity_texts", &m.log_severity_texts),
+        metric_names: patterns(errors, "metric_names", &m.metric_names),
+        span_kinds: patterns(errors, "span_kinds", &m.span_kinds),
+        ..Default::default()
+    };
+    if !regexp {
+        // A misspelt kind would silently match nothing.
+        let known = SPAN_KINDS.iter().flat_map(|(short, long)| [*short, *long]);
+        for (i, kind) in m.span_kinds.iter().enumerate() {
+            if !known.clone().any(|k| k == kind) {
+                let (pos, path) =
+                    errors.locate(&[Seg::Key(block), Seg::Key("span_kinds"), Seg::Index(i)]);
+                let names: Vec<&str> = SPAN_KINDS.iter().map(|(short, _)| *short).collect();
+                errors.list.push(
+                    Diagnostic::new(
+                        Some(pos),
+                        path,
+                        format!(
+                            "unknown span kind `{kind}`, expected one of {} (or \
+                             `SPAN_KIND_SERVER` style)",
+                            names.join(", ")
+                        ),
+                    )
+                    .with_suggestion(sluice_config::suggest(kind, known.clone())),
+                );
+            }
+        }
+    }
+    for (i, lib) in m.libraries.iter().enumerate() {
+        let at = |leaf: &'static str| {
+            [
+                Seg::Key(block),
+                Seg::Key("libraries"),
+                Seg::Index(i),
+                Seg::Key(leaf),
+            ]
+        };
+        let one = |errors: &mut Errors<'_>, text: &str, leaf: &'static str| {
+            if regexp {
+                errors
+                    .regex(text, &at(leaf))
+                    .map(|r| Patterns::Regexp(vec![r]))
+            } else {
+                Some(Patterns::Strict(vec![text.to_string()]))
+            }
+        };
+        let name = one(errors, &lib.name, "name");
+        let version = match lib.version.as_deref() {
+            None => Some(None),
+            Some(v) => one(errors, v, "version").map(Some),
+        };
+        if let (Some(name), Some(version)) = (name, version) {
+            criteria.libraries.push(LibraryCriterion { name, version });
+        }
+    }
+    for (field, list, signal) in [
+        ("span_names", &m.span_names, SignalKind::Traces),
+        ("span_kinds", &m.span_kinds, SignalKind::Traces),
+        ("log_bodies", &m.log_bodies, SignalKind::Logs),
+        (
+            "log_severity_texts",
+            &m.log_severity_texts,
+            SignalKind::Logs,
+        ),
+        ("metric_names", &m.metric_names, SignalKind::Metrics),
+    ] {
+        if !list.is_empty() {
+            let (pos, path) = errors.locate(&[Seg::Key(block), Seg::Key(field)]);
+            signal_only.push(SignalOnly {
+                field,
+                signal,
+                pos,
+                path,
+            });
+        }
+    }
+    criteria.attributes = attr_criteria(&m.attributes, block, "attributes", regexp, errors);
+    criteria.resources = attr_criteria(&m.resources, block, "resources", regexp, errors);
+
+    let empty = [
+        &m.services,
+        &m.span_names,
+        &m.log_bodies,
+        &m.log_severity_texts,
+        &m.metric_names,
+    ]
+    .iter()
+    .all(|l| l.is_empty())
+        && m.attributes.is_empty()
+        && m.resources.is_empty()
+        && m.span_kinds.is_empty()
+        && m.libraries.is_empty();
+    if empty {
+        errors.push(
+            &[Seg::Key(block)],
+            format!(
+                "`{block}` has nothing to match on: give at least one of `services`, \
+                 `span_names`, `span_kinds`, `attributes`, `resources`, `libraries`, \
+                 `log_bodies`, `log_severity_texts`, `metric_names`"
+            ),
+        );
+    }
+    criteria
+}
+
+fn attr_criteria(
+    list: &[AttributeMatchConfig],
+    block: &'static str,
+    field: &'static str,
+    regexp: bool,
+    errors: &mut Errors<'_>,
+) -> Vec<AttrCriterion> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let at = |leaf: &'static str| {
+            [
+                Seg::Key(block),
+                Seg::Key(field),
+                Seg::Index(i),
+                Seg::Key(leaf),
+            ]
+        };
+        if entry.key.is_empty() {
+            errors.push(&at("key"), "key must not be empty");
+            continue;
+        }
+        let value = match &entry.value {
+            None => None,
+            Some(ConfigValue(v)) if !regexp => Some(ValueMatch::Strict(v.clone())),
+            Some(ConfigValue(v)) => match &v.value {
+                Some(
+                    any_value::Value::ArrayValue(_)
+                    | any_value::Value::KvlistValue(_)
+                    | any_value::Value::BytesValue(_),
+                )
+                | None => {
+                    errors.push(
+                        &at("value"),
+                        "with `match_type: regexp` the value must be a regular expression                          (matched against the attribute's text form), not a list or map",
+                    );
+                    None
+                }
+                // `value: 200` is read as a number by YAML; its text is the pattern meant.
+                Some(_) => errors
+                    .regex(&text(Some(v)), &at("value"))
+                    .map(ValueMatch::Regexp),
+            },
+        };
+        out.push(AttrCriterion {
+            key: entry.key.clone(),
+            value,
+        });
+    }
+    out
+}
