@@ -11,6 +11,12 @@ if [ -n "$missing" ]; then
   apt-get update -qq && apt-get install -y -qq $missing
 fi
 
+# The docker_stats end-to-end test builds its image from Debian's static busybox (no registry).
+if [ ! -x /bin/busybox ]; then
+  echo "== installing: busybox-static"
+  apt-get install -y -qq busybox-static || { apt-get update -qq && apt-get install -y -qq busybox-static; }
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

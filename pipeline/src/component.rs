@@ -188,7 +188,8 @@ pub fn unknown_type(config: &ComponentConfig, kind: &str, known: &[FactoryInfo])
         .collect();
     names.sort_unstable();
     let suggestion = sluice_config::suggest(&config.id.type_name, names.iter().copied());
-    let listing: Vec<&str> = known.iter().map(|i| i.type_name).collect();
+    let mut listing: Vec<&str> = known.iter().map(|i| i.type_name).collect();
+    listing.sort_unstable();
     Diagnostic::new(
         Some(config.pos.clone()),
         config.path.clone(),

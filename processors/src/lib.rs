@@ -1,10 +1,13 @@
 //! sluice's processors and connectors, one folder each.
 
+pub mod anomaly;
 pub mod attributes;
 pub mod batch;
 pub mod filter;
 pub mod forward;
 pub mod resource_detection;
+pub mod spanmetrics;
+pub mod threshold;
 
 use std::sync::Arc;
 
@@ -23,5 +26,10 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
 
 /// Every connector type this crate provides.
 pub fn connector_factories() -> Vec<Arc<dyn ConnectorFactory>> {
-    vec![Arc::new(forward::ForwardConnectorFactory)]
+    vec![
+        Arc::new(forward::ForwardConnectorFactory),
+        Arc::new(threshold::ThresholdConnectorFactory),
+        Arc::new(anomaly::AnomalyConnectorFactory),
+        Arc::new(spanmetrics::SpanMetricsConnectorFactory),
+    ]
 }

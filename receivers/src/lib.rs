@@ -1,5 +1,9 @@
 //! sluice's receivers, one folder each.
 
+pub mod cgroups;
+#[cfg(feature = "docker")]
+pub mod docker_stats;
+pub mod hostmetrics;
 pub mod otlp;
 pub mod tls;
 
@@ -9,5 +13,11 @@ use sluice_pipeline::ReceiverFactory;
 
 /// Every receiver type this crate provides.
 pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
-    vec![Arc::new(otlp::OtlpReceiverFactory)]
+    vec![
+        Arc::new(otlp::OtlpReceiverFactory),
+        Arc::new(hostmetrics::HostMetricsReceiverFactory),
+        Arc::new(cgroups::CgroupsReceiverFactory),
+        #[cfg(feature = "docker")]
+        Arc::new(docker_stats::DockerStatsReceiverFactory),
+    ]
 }

@@ -1,0 +1,213 @@
+//! Building OTLP metrics from scraped values, under either naming.
+
+use std::collections::HashSet;
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, Sum, metric, number_data_point,
+};
+
+use super::config::Naming;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A monotonic cumulative sum.
+    Counter,
+    /// A non-monotonic cumulative sum.
+    UpDown,
+    Gauge,
+}
+
+/// One metric a scraper can emit, under both namings.
+#[derive(Debug)]
+pub struct MetricDef {
+    pub semconv: &'static str,
+    pub collector: &'static str,
+    pub unit: &'static str,
+    pub collector_unit: &'static str,
+    pub description: &'static str,
+    pub kind: Kind,
+    pub default_on: bool,
+}
+
+impl MetricDef {
+    pub const fn new(
+        semconv: &'static str,
+        collector: &'static str,
+        unit: &'static str,
+        collector_unit: &'static str,
+        kind: Kind,
+        default_on: bool,
+        description: &'static str,
+    ) -> Self {
+        MetricDef {
+            semconv,
+            collector,
+            unit,
+            collector_unit,
+            description,
+            kind,
+            default_on,
+        }
+    }
+}
+
+pub enum Num {
+    Int(i64),
+    Double(f64),
+}
+
+impl From<u64> for Num {
+    fn from(v: u64) -> Self {
+        Num::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<i64> for Num {
+    fn from(v: i64) -> Self {
+        Num::Int(v)
+    }
+}
+
+impl From<f64> for Num {
+    fn from(v: f64) -> Self {
+        Num::Double(v)
+    }
+}
+
+pub fn kv(key: &str, value: impl Into<AttrValue>) -> KeyValue {
+    let value = match value.into() {
+        AttrValue::Str(s) => any_value::Value::StringValue(s),
+        AttrValue::Int(i) => any_value::Value::IntValue(i),
+    };
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue::Str(s.to_string())
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(s: String) -> Self {
+        AttrValue::Str(s)
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(i: i64) -> Self {
+        AttrValue::Int(i)
+    }
+}
+
+/// Collects the metrics of one scrape of one scraper (or one process).
+pub struct Emitter<'a> {
+    pub naming: Naming,
+    enabled: &'a HashSet<&'static str>,
+    /// When the data points were taken.
+    pub now: u64,
+    /// Start of cumulative sums: boot time for the host, start time for a process.
+    pub start: u64,
+    metrics: Vec<Metric>,
+}
+
+impl<'a> Emitter<'a> {
+    pub fn new(naming: Naming, enabled: &'a HashSet<&'static str>, now: u64, start: u64) -> Self {
+        Emitter {
+            naming,
+            enabled,
+            now,
+            start,
+            metrics: Vec::new(),
+        }
+    }
+
+    pub fn on(&self, def: &MetricDef) -> bool {
+        self.enabled.contains(def.semconv)
+    }
+
+    pub fn semconv(&self) -> bool {
+        self.naming == Naming::Semconv
+    }
+
+    /// Picks the attribute key (or value) of the naming in use.
+    pub fn pick(&self, semconv: &'static str, collector: &'static str) -> &'static str {
+        match self.naming {
+            Naming::Semconv => semconv,
+            Naming::Collector => collector,
+        }
+    }
+
+    /// Adds a data point to `def`'s metric, if that metric is enabled.
+    pub fn point(&mut self, def: &MetricDef, attributes: Vec<KeyValue>, value: impl Into<Num>) {
+        if !self.on(def) {
+            return;
+        }
+        let (name, unit) = match self.naming {
+            Naming::Semconv => (def.semconv, def.unit),
+            Naming::Collector => (def.collector, def.collector_unit),
+        };
+        let point = NumberDataPoint {
+            attributes,
+            start_time_unix_nano: if def.kind == Kind::Gauge {
+                0
+            } else {
+                self.start
+            },
+            time_unix_nano: self.now,
+            value: Some(match value.into() {
+                Num::Int(i) => number_data_point::Value::AsInt(i),
+                Num::Double(d) => number_data_point::Value::AsDouble(d),
+            }),
+            ..Default::default()
+        };
+        let index = match self.metrics.iter().position(|m| m.name == name) {
+            Some(i) => i,
+            None => {
+                self.metrics.push(Metric {
+                    name: name.to_string(),
+                    description: def.description.to_string(),
+                    unit: unit.to_string(),
+                    data: Some(match def.kind {
+                        Kind::Gauge => metric::Data::Gauge(Gauge::default()),
+                        Kind::Counter | Kind::UpDown => metric::Data::Sum(Sum {
+                            data_points: Vec::new(),
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: def.kind == Kind::Counter,
+                        }),
+                    }),
+                    ..Default::default()
+                });
+                self.metrics.len() - 1
+            }
+        };
+        match &mut self.metrics[index].data {
+            Some(metric::Data::Gauge(g)) => g.data_points.push(point),
+            Some(metric::Data::Sum(s)) => s.data_points.push(point),
+            _ => {}
+        }
+    }
+
+    pub fn finish(self) -> Vec<Metric> {
+        self.metrics
+    }
+}
+
+/// Nanoseconds since the epoch for whole and fractional seconds.
+pub fn secs_to_nanos(secs: f64) -> u64 {
+    if secs.is_finite() && secs > 0.0 {
+        (secs * 1e9) as u64
+    } else {
+        0
+    }
+}
