@@ -17,6 +17,12 @@ if [ ! -x /bin/busybox ]; then
   apt-get install -y -qq busybox-static || { apt-get update -qq && apt-get install -y -qq busybox-static; }
 fi
 
+# The Kafka end-to-end tests (tests/kafka.rs) start their own tansu brokers on free ports.
+if ! command -v tansu >/dev/null; then
+  echo "== installing: tansu"
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

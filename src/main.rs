@@ -1,5 +1,8 @@
 //! The `sluice` command line.
 
+#[cfg(feature = "lambda")]
+mod lambda_extension;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,6 +36,9 @@ struct ConfigArgs {
     /// Overrides one value, e.g. `--set exporters.file/out.path=/tmp/x.jsonl`.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// The config used when no file is given (the Lambda extension has its own).
+    #[arg(skip)]
+    default_config: Option<&'static str>,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +51,9 @@ enum Command {
     Components,
     /// Print the merged configuration with environment references expanded.
     PrintConfig,
+    /// Run as an AWS Lambda extension (the default when AWS_LAMBDA_RUNTIME_API is set).
+    #[cfg(feature = "lambda")]
+    Lambda,
 }
 
 fn registry() -> Registry {
@@ -61,7 +70,7 @@ fn load(args: &ConfigArgs) -> Result<sluice_config::Node, ConfigErrors> {
     if args.files.is_empty() {
         sources.push(Source {
             name: "<default>".into(),
-            text: DEFAULT_CONFIG.into(),
+            text: args.default_config.unwrap_or(DEFAULT_CONFIG).into(),
         });
     }
     for path in &args.files {
@@ -280,8 +289,20 @@ fn print_config(args: &ConfigArgs) -> ExitCode {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run) {
+    #[cfg(feature = "lambda")]
+    let command = match cli.command {
+        None if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => Command::Lambda,
+        other => other.unwrap_or(Command::Run),
+    };
+    #[cfg(not(feature = "lambda"))]
+    let command = cli.command.unwrap_or(Command::Run);
+    #[cfg(not(feature = "lambda"))]
+    let _ = started;
+    match command {
+        #[cfg(feature = "lambda")]
+        Command::Lambda => lambda_extension::run(&cli.config, started),
         Command::Run => run(&cli.config),
         Command::Validate => validate(&cli.config),
         Command::Components => Ok(components()),

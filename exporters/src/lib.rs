@@ -4,6 +4,8 @@
 pub mod debug;
 pub mod file;
 mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod webhook;
@@ -20,5 +22,7 @@ pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
         Arc::new(otlp_http::OtlpHttpExporterFactory),
         Arc::new(otlp_grpc::OtlpGrpcExporterFactory),
         Arc::new(webhook::WebhookExporterFactory),
+        #[cfg(feature = "kafka")]
+        Arc::new(kafka::KafkaExporterFactory),
     ]
 }

@@ -52,6 +52,11 @@ pub trait Lifecycle: Send + Sync {
         Ok(())
     }
     async fn shutdown(&self, _deadline: Instant) {}
+    /// Hands on everything held so far and waits until the next stage has it (a processor) or
+    /// it is delivered (an exporter), giving up at `deadline`. The component keeps running.
+    /// For hosts that freeze the process between requests (AWS Lambda), where data left in a
+    /// buffer would sit until the next request.
+    async fn flush(&self, _deadline: Instant) {}
 }
 
 /// Everything a factory may use while building.

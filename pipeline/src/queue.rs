@@ -118,6 +118,15 @@ impl<T> SizedQueue<T> {
         }
     }
 
+    /// The next entry if one is queued now, without waiting.
+    pub fn try_pop(&self) -> Option<T> {
+        let (entry, weight) = self.state.lock().ok()?.entries.pop_front()?;
+        self.used.fetch_sub(weight as usize, Ordering::Relaxed);
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.space.add_permits(weight as usize);
+        Some(entry)
+    }
+
     /// Refuses further pushes (waiting pushers get their entry back); pops drain what is left.
     pub fn close(&self) {
         if let Ok(mut state) = self.state.lock() {

@@ -565,6 +565,38 @@ impl Service {
         Ok(())
     }
 
+    /// Pushes everything held in processors and exporter queues on to its destination and
+    /// waits for it, without stopping anything; stages go in drain order so what one hands on
+    /// is in the next before that one flushes. Returns false if `deadline` cut it short.
+    pub async fn flush(&self, deadline: Instant) -> bool {
+        let mut complete = true;
+        for stage in &self.stages {
+            if tokio::time::timeout_at(deadline, stage.item.flush(deadline))
+                .await
+                .is_err()
+            {
+                tracing::warn!(stage = %stage.name, "flush deadline reached");
+                complete = false;
+            }
+        }
+        let results = futures::future::join_all(self.exporters.iter().map(|e| async move {
+            // In order, as at shutdown: the queues drain into what they write to before that
+            // flushes.
+            let in_order = async {
+                for lifecycle in &e.item {
+                    lifecycle.flush(deadline).await;
+                }
+            };
+            let done = tokio::time::timeout_at(deadline, in_order).await.is_ok();
+            if !done {
+                tracing::warn!(exporter = %e.name, "flush deadline reached");
+            }
+            done
+        }))
+        .await;
+        complete && results.into_iter().all(|d| d)
+    }
+
     /// Stops receiving, drains every stage in order and flushes exporters, all within the
     /// shutdown timeout.
     pub async fn shutdown(&mut self) {
@@ -741,5 +773,155 @@ impl<'a> Graph<'a> {
             }
         }
         AnyConsumer::fanout(from, inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::{
+        BuiltExporter, BuiltStage, ExporterFactory, ProcessorFactory, ReceiverFactory,
+    };
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    type Journal = Arc<Mutex<Vec<String>>>;
+
+    /// Records flushes; `stall` never finishes one.
+    struct Probe {
+        name: String,
+        journal: Journal,
+        stall: bool,
+    }
+
+    #[async_trait]
+    impl Lifecycle for Probe {
+        async fn flush(&self, _deadline: Instant) {
+            self.journal.lock().unwrap().push(self.name.clone());
+            if self.stall {
+                futures::future::pending::<()>().await;
+            }
+        }
+    }
+
+    impl Receiver for Probe {}
+
+    struct Factories(Journal);
+
+    const ALL: &[SignalKind] = &SignalKind::ALL;
+
+    fn info(type_name: &'static str) -> FactoryInfo {
+        FactoryInfo {
+            type_name,
+            aliases: &[],
+            signals: ALL,
+            description: "",
+        }
+    }
+
+    impl Factories {
+        fn probe(&self, config: &ComponentConfig) -> Arc<Probe> {
+            Arc::new(Probe {
+                name: config.id.to_string(),
+                journal: self.0.clone(),
+                stall: config.id.to_string().contains("stall"),
+            })
+        }
+    }
+
+    impl ReceiverFactory for Factories {
+        fn info(&self) -> FactoryInfo {
+            info("probe")
+        }
+        fn build(
+            &self,
+            config: &ComponentConfig,
+            _outputs: ReceiverOutputs,
+            _ctx: &BuildContext,
+        ) -> Result<Arc<dyn Receiver>, ConfigErrors> {
+            Ok(self.probe(config))
+        }
+    }
+
+    impl ProcessorFactory for Factories {
+        fn info(&self) -> FactoryInfo {
+            info("probe")
+        }
+        fn build(
+            &self,
+            config: &ComponentConfig,
+            next: AnyConsumer,
+            _ctx: &BuildContext,
+        ) -> Result<BuiltStage, ConfigErrors> {
+            Ok(BuiltStage {
+                consumer: next,
+                lifecycle: Some(self.probe(config)),
+            })
+        }
+    }
+
+    impl ExporterFactory for Factories {
+        fn info(&self) -> FactoryInfo {
+            info("probe")
+        }
+        fn build(
+            &self,
+            config: &ComponentConfig,
+            _signals: &[SignalKind],
+            _ctx: &BuildContext,
+        ) -> Result<BuiltExporter, ConfigErrors> {
+            Ok(BuiltExporter {
+                consumers: vec![AnyConsumer::fanout(SignalKind::Logs, Vec::new())],
+                lifecycles: vec![self.probe(config)],
+            })
+        }
+    }
+
+    fn service(yaml: &str, journal: &Journal) -> Service {
+        let node = sluice_config::load(
+            &[sluice_config::Source {
+                name: "test".into(),
+                text: yaml.into(),
+            }],
+            &[],
+            &|_| None,
+        )
+        .unwrap();
+        let (config, errors) = Config::from_node_lenient(&node);
+        assert!(errors.is_empty(), "{errors:?}");
+        let f = Arc::new(Factories(journal.clone()));
+        let registry = Registry {
+            receivers: vec![f.clone()],
+            processors: vec![f.clone()],
+            exporters: vec![f],
+            connectors: Vec::new(),
+        };
+        match Service::build(&config, &registry, Telemetry::default()) {
+            Ok(s) => s,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_goes_through_processors_in_order_then_exporters() {
+        let journal = Journal::default();
+        let s = service(
+            "receivers: {probe: }\nprocessors: {probe/a: , probe/b: }\nexporters: {probe/x: }\n\
+             service: {pipelines: {logs: {receivers: [probe], processors: [probe/a, probe/b], exporters: [probe/x]}}}\n",
+            &journal,
+        );
+        assert!(s.flush(Instant::now() + Duration::from_secs(5)).await);
+        assert_eq!(*journal.lock().unwrap(), ["probe/a", "probe/b", "probe/x"]);
+    }
+
+    #[tokio::test]
+    async fn a_stuck_stage_makes_flush_give_up_at_the_deadline() {
+        let journal = Journal::default();
+        let s = service(
+            "receivers: {probe: }\nprocessors: {probe/stall: }\nexporters: {probe/x: }\n\
+             service: {pipelines: {logs: {receivers: [probe], processors: [probe/stall], exporters: [probe/x]}}}\n",
+            &journal,
+        );
+        assert!(!s.flush(Instant::now() + Duration::from_millis(20)).await);
     }
 }

@@ -4,6 +4,10 @@ pub mod cgroups;
 #[cfg(feature = "docker")]
 pub mod docker_stats;
 pub mod hostmetrics;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod otlp;
 pub mod tls;
 
@@ -19,5 +23,9 @@ pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
         Arc::new(cgroups::CgroupsReceiverFactory),
         #[cfg(feature = "docker")]
         Arc::new(docker_stats::DockerStatsReceiverFactory),
+        #[cfg(feature = "kafka")]
+        Arc::new(kafka::KafkaReceiverFactory),
+        #[cfg(feature = "lambda")]
+        Arc::new(lambda::LambdaReceiverFactory),
     ]
 }

@@ -1,6 +1,8 @@
 //! Starts the real `sluice` binary for end-to-end tests and reads what it wrote.
 #![allow(dead_code)]
 
+pub mod scripted_http;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -373,6 +373,15 @@ impl Lifecycle for FileSink {
         Ok(())
     }
 
+    /// Pushes buffered writes (and compressor state) to the files now, for callers that must
+    /// not leave data in memory, such as a Lambda extension before its environment freezes.
+    async fn flush(&self, _deadline: Instant) {
+        if let Ok(mut files) = self.files.lock() {
+            // Each file logs its own failures, once per outage.
+            let _ = files.flush_all();
+        }
+    }
+
     async fn shutdown(&self, _deadline: Instant) {
         if let Some(task) = self.flusher.lock().ok().and_then(|mut f| f.take()) {
             task.abort();

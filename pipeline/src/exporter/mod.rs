@@ -41,6 +41,9 @@ struct Inner<S: Signal> {
     settings: HelperSettings,
     queue: Option<SizedQueue<Batch<S>>>,
     stats: Stats,
+    /// Batches taken into the queue and not yet finished (sent or given up), so a flush can
+    /// wait for the queue to be empty *and* the workers idle.
+    unfinished: tokio::sync::watch::Sender<usize>,
 }
 
 /// Wraps an [`Export`] with queue, retry and timeout; consumes batches for one signal.
@@ -181,6 +184,7 @@ impl<S: Signal> ExportHelper<S> {
                 settings,
                 queue,
                 stats,
+                unfinished: tokio::sync::watch::Sender::new(0),
             }),
             workers: Mutex::new(Vec::new()),
             inline_sends: Arc::new(tokio::sync::RwLock::new(())),
@@ -276,11 +280,15 @@ impl<S: Signal> Consumer<S> for ExportHelper<S> {
             batch.take_acks()
         };
         let weight = inner.weight(&batch);
+        inner.unfinished.send_modify(|n| *n += 1);
         let pushed = if inner.settings.queue.block_on_overflow {
             queue.push(batch, weight).await
         } else {
             queue.try_push(batch, weight)
         };
+        if pushed.is_err() {
+            inner.unfinished.send_modify(|n| *n = n.saturating_sub(1));
+        }
         let outcome = match pushed {
             Ok(()) => Ok(()),
             Err(PushError::Full(batch)) => {
@@ -324,10 +332,28 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
                     inner.update_queue_gauge();
                     let outcome = inner.send(&batch).await;
                     batch.settle(&outcome);
+                    inner.unfinished.send_modify(|n| *n = n.saturating_sub(1));
                 }
             }));
         }
         Ok(())
+    }
+
+    /// Waits until every batch accepted so far has been sent or given up on (retries
+    /// included, up to `deadline`).
+    async fn flush(&self, deadline: Instant) {
+        let idle = async {
+            if self.inner.queue.is_some() {
+                let mut unfinished = self.inner.unfinished.subscribe();
+                let _ = unfinished.wait_for(|n| *n == 0).await;
+            } else {
+                // Every inline send holds a read guard; the write guard waits them out.
+                drop(self.inline_sends.write().await);
+            }
+        };
+        if tokio::time::timeout_at(deadline, idle).await.is_err() {
+            tracing::warn!(exporter = %self.inner.name, "flush deadline reached with data still being sent");
+        }
     }
 
     async fn shutdown(&self, deadline: Instant) {
@@ -461,6 +487,47 @@ mod tests {
             text.contains("otelcol_exporter_send_failed_log_records_total{exporter=\"test\"} 2"),
             "{text}"
         );
+    }
+
+    /// Holds every export until released, to see flush wait for in-flight sends.
+    struct Gate(tokio::sync::Semaphore, AtomicUsize);
+
+    #[async_trait]
+    impl Export<Logs> for Gate {
+        async fn export(&self, _batch: &Batch<Logs>) -> Result<(), DeliveryError> {
+            let permit = self.0.acquire().await;
+            drop(permit);
+            self.1.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_queued_and_in_flight_sends() {
+        for queued in [true, false] {
+            let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0), AtomicUsize::new(0)));
+            let ctx = BuildContext::default();
+            let helper =
+                ExportHelper::<Logs>::new("test", settings(queued, false), gate.clone(), &ctx);
+            let (consumer, lifecycle) = helper.parts();
+            lifecycle.start().await.unwrap();
+            for _ in 0..3 {
+                consumer.consume(Batch::from_resources(two_logs())).await;
+            }
+            // Nothing can be sent yet: the flush gives up at its deadline.
+            lifecycle
+                .flush(Instant::now() + Duration::from_millis(20))
+                .await;
+            assert_eq!(gate.1.load(Ordering::SeqCst), 0);
+            gate.0.add_permits(100);
+            lifecycle
+                .flush(Instant::now() + Duration::from_secs(10))
+                .await;
+            assert_eq!(gate.1.load(Ordering::SeqCst), 3, "queued={queued}");
+            lifecycle
+                .shutdown(Instant::now() + Duration::from_secs(1))
+                .await;
+        }
     }
 
     fn two_logs() -> Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs> {

@@ -107,7 +107,10 @@ impl WrapConsumer for Builder {
         &self,
         next: DynConsumer<S>,
     ) -> Result<DynConsumer<S>, ConfigErrors> {
+        let (flushes, flush_requests) = tokio::sync::mpsc::unbounded_channel();
         let processor = Arc::new(BatchProcessor::<S> {
+            flushes,
+            flush_requests: Mutex::new(Some(flush_requests)),
             input: Arc::new(SizedQueue::new(self.cfg.buffer_size.0 as usize)),
             next,
             cfg: self.cfg.clone(),
@@ -135,6 +138,11 @@ pub struct BatchProcessor<S: Signal> {
     next: DynConsumer<S>,
     cfg: BatchConfig,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Flush requests to the batching task; each is answered once everything pending at the
+    /// time has been handed to the next stage.
+    flushes: tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
+    flush_requests:
+        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>>,
     sent_by_size: Counter,
     sent_by_timeout: Counter,
 }
@@ -251,6 +259,7 @@ impl<S: Signal> BatchProcessor<S> {
         cfg: BatchConfig,
         by_size: Counter,
         by_timeout: Counter,
+        mut flushes: tokio::sync::mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
     ) {
         let mut acc = Accumulator::<S>::new(&cfg);
         let mut deadline: Option<Instant> = None;
@@ -282,6 +291,19 @@ impl<S: Signal> BatchProcessor<S> {
                         return;
                     }
                 },
+                Some(done) = flushes.recv() => {
+                    // What senders already handed over counts as pending too.
+                    while let Some(batch) = input.try_pop() {
+                        for b in acc.add(batch) {
+                            next.consume(b).await;
+                        }
+                    }
+                    for b in acc.flush() {
+                        next.consume(b).await;
+                    }
+                    deadline = None;
+                    let _ = done.send(());
+                }
                 () = timer => {
                     by_timeout.add(1);
                     for b in acc.flush() {
@@ -303,11 +325,24 @@ impl<S: Signal> Lifecycle for BatchProcessor<S> {
             self.cfg.clone(),
             self.sent_by_size.clone(),
             self.sent_by_timeout.clone(),
+            self.flush_requests
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take())
+                .ok_or_else(|| StartError::new("batch", "started twice"))?,
         ));
         if let Ok(mut t) = self.task.lock() {
             *t = Some(task);
         }
         Ok(())
+    }
+
+    async fn flush(&self, deadline: Instant) {
+        let (done, answered) = tokio::sync::oneshot::channel();
+        if self.flushes.send(done).is_ok() {
+            // An error means the task is gone (shut down): nothing is left to flush.
+            let _ = tokio::time::timeout_at(deadline, answered).await;
+        }
     }
 
     /// Flushes what is pending into the next stage, then stops.
@@ -386,6 +421,46 @@ mod tests {
             b.settle(&Ok(()));
         }
         assert_eq!(waiter.await, Ok(()));
+    }
+
+    struct Collect(Mutex<Vec<usize>>);
+    #[async_trait]
+    impl Consumer<Logs> for Collect {
+        async fn consume(&self, batch: Batch<Logs>) {
+            self.0.lock().unwrap().push(batch.items());
+            batch.settle(&Ok(()));
+        }
+    }
+
+    #[tokio::test]
+    async fn flush_hands_on_everything_pending_without_stopping() {
+        let next = Arc::new(Collect(Mutex::new(Vec::new())));
+        let mut c = cfg(1000, 0);
+        c.timeout = Duration(StdDuration::from_secs(3600));
+        let builder = Builder {
+            cfg: c,
+            name: "batch".into(),
+            ctx: BuildContext::default(),
+            lifecycle: Mutex::new(None),
+        };
+        let consumer = builder.wrap::<Logs>(next.clone()).unwrap();
+        let lifecycle = builder.lifecycle.lock().unwrap().take().unwrap();
+        lifecycle.start().await.unwrap();
+        consumer.consume(logs(3)).await;
+        consumer.consume(logs(4)).await;
+        lifecycle
+            .flush(Instant::now() + StdDuration::from_secs(10))
+            .await;
+        assert_eq!(next.0.lock().unwrap().iter().sum::<usize>(), 7);
+        // Still running: later data is batched and flushed again.
+        consumer.consume(logs(2)).await;
+        lifecycle
+            .flush(Instant::now() + StdDuration::from_secs(10))
+            .await;
+        assert_eq!(next.0.lock().unwrap().iter().sum::<usize>(), 9);
+        lifecycle
+            .shutdown(Instant::now() + StdDuration::from_secs(1))
+            .await;
     }
 
     #[tokio::test]

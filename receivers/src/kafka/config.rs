@@ -1,0 +1,268 @@
+//! `receivers: kafka:` with the OTel Collector Kafka receiver's keys, plus a pass-through map
+//! of librdkafka properties.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+use sluice_pipeline::SignalKind;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaReceiverConfig {
+    #[serde(default = "default_brokers")]
+    pub brokers: Brokers,
+    /// Topic for every signal, unless a signal's own section names one.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Encoding for every signal, unless a signal's own section or the message's
+    /// `sluice.encoding` header says otherwise.
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+    #[serde(default)]
+    pub traces: SignalSection,
+    #[serde(default)]
+    pub metrics: SignalSection,
+    #[serde(default)]
+    pub logs: SignalSection,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Where a group without a committed offset starts: `latest` (default) or `earliest`.
+    #[serde(default)]
+    pub initial_offset: InitialOffset,
+    /// Where messages that cannot be decoded are copied before being skipped.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// librdkafka properties set as given, last.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Brokers {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Brokers {
+    pub fn joined(&self) -> String {
+        match self {
+            Brokers::One(b) => b.clone(),
+            Brokers::Many(list) => list.join(","),
+        }
+    }
+}
+
+fn default_brokers() -> Brokers {
+    Brokers::One("localhost:9092".into())
+}
+fn default_group_id() -> String {
+    "otel-collector".into()
+}
+fn default_client_id() -> String {
+    "sluice".into()
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalSection {
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    OtlpProto,
+    OtlpJson,
+    /// Logs only: each message becomes one log record with the payload as a bytes body.
+    Raw,
+    /// Logs only: each message becomes one log record with the payload (UTF-8) as a string body.
+    Text,
+}
+
+impl Encoding {
+    pub fn from_header(value: &[u8]) -> Option<Self> {
+        Some(match value {
+            b"otlp_proto" => Encoding::OtlpProto,
+            b"otlp_json" => Encoding::OtlpJson,
+            b"raw" => Encoding::Raw,
+            b"text" => Encoding::Text,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitialOffset {
+    #[default]
+    Latest,
+    Earliest,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[serde(default)]
+    pub sasl: Option<SaslSettings>,
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslSettings {
+    pub username: String,
+    pub password: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+impl AuthSettings {
+    fn apply(&self, c: &mut ClientConfig) -> Result<(), (&'static str, String)> {
+        let protocol = match (&self.sasl, &self.tls) {
+            (None, None) => "plaintext",
+            (None, Some(_)) => "ssl",
+            (Some(_), None) => "sasl_plaintext",
+            (Some(_), Some(_)) => "sasl_ssl",
+        };
+        c.set("security.protocol", protocol);
+        if let Some(sasl) = &self.sasl {
+            let mechanism = sasl.mechanism.to_ascii_uppercase();
+            if !matches!(
+                mechanism.as_str(),
+                "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            ) {
+                return Err((
+                    "auth.sasl.mechanism",
+                    format!(
+                        "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not `{}`",
+                        sasl.mechanism
+                    ),
+                ));
+            }
+            c.set("sasl.mechanism", mechanism)
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", &sasl.password);
+        }
+        if let Some(tls) = &self.tls {
+            for (key, value) in [
+                ("ssl.ca.location", &tls.ca_file),
+                ("ssl.certificate.location", &tls.cert_file),
+                ("ssl.key.location", &tls.key_file),
+            ] {
+                if let Some(v) = value {
+                    c.set(key, v);
+                }
+            }
+            if tls.insecure_skip_verify {
+                c.set("enable.ssl.certificate.verification", "false");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KafkaReceiverConfig {
+    pub fn topic(&self, signal: SignalKind) -> String {
+        let (section, default) = match signal {
+            SignalKind::Traces => (&self.traces, "otlp_spans"),
+            SignalKind::Metrics => (&self.metrics, "otlp_metrics"),
+            SignalKind::Logs => (&self.logs, "otlp_logs"),
+        };
+        section
+            .topic
+            .clone()
+            .or_else(|| self.topic.clone())
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    pub fn encoding(&self, signal: SignalKind) -> Encoding {
+        let section = match signal {
+            SignalKind::Traces => &self.traces,
+            SignalKind::Metrics => &self.metrics,
+            SignalKind::Logs => &self.logs,
+        };
+        section.encoding.or(self.encoding).unwrap_or_default()
+    }
+
+    pub fn validate(&self, signals: &[SignalKind]) -> Result<(), (&'static str, String)> {
+        for signal in signals {
+            if matches!(self.encoding(*signal), Encoding::Raw | Encoding::Text)
+                && *signal != SignalKind::Logs
+            {
+                return Err((
+                    "encoding",
+                    format!(
+                        "`raw` and `text` are for logs only, not {}",
+                        signal.as_str()
+                    ),
+                ));
+            }
+            if self.topic(*signal).is_empty() {
+                return Err(("topic", "must not be empty".into()));
+            }
+        }
+        if self.group_id.is_empty() {
+            return Err(("group_id", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Properties shared by the consumer and the dead-letter producer.
+    fn common(&self) -> Result<ClientConfig, (&'static str, String)> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.brokers.joined())
+            .set("client.id", &self.client_id);
+        self.auth.apply(&mut c)?;
+        Ok(c)
+    }
+
+    pub fn consumer_config(&self) -> Result<ClientConfig, (&'static str, String)> {
+        let mut c = self.common()?;
+        c.set("group.id", &self.group_id)
+            .set(
+                "auto.offset.reset",
+                match self.initial_offset {
+                    InitialOffset::Latest => "latest",
+                    InitialOffset::Earliest => "earliest",
+                },
+            )
+            // Offsets are stored only once the pipeline acknowledged a message; the automatic
+            // commit (also run on partition revocation and on close) commits only those.
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false");
+        for (k, v) in &self.librdkafka {
+            c.set(k, v);
+        }
+        Ok(c)
+    }
+
+    pub fn dead_letter_config(&self) -> Result<ClientConfig, (&'static str, String)> {
+        let mut c = self.common()?;
+        c.set("acks", "all");
+        Ok(c)
+    }
+}
