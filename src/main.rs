@@ -253,7 +253,7 @@ fn components() -> ExitCode {
         )
     }));
     println!(
-        "{:<10} {:<16} {:<14} {:<26} DESCRIPTION",
+        "{:<10} {:<20} {:<18} {:<46} DESCRIPTION",
         "KIND", "TYPE", "ALIASES", "SIGNALS"
     );
     for (kind, info, signals) in rows {
@@ -268,7 +268,7 @@ fn components() -> ExitCode {
             signals
         };
         println!(
-            "{kind:<10} {:<16} {aliases:<14} {signals:<26} {}",
+            "{kind:<10} {:<20} {aliases:<18} {signals:<46} {}",
             info.type_name, info.description
         );
     }
