@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Ports nothing listens on right now, all different: each is held until every one is chosen,
+/// since a port released at once may be handed out again by the next bind.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// A port nothing listens on right now (bound, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -79,7 +88,7 @@ impl Collector {
     /// Like `spawn`, with extra environment variables for the collector process.
     pub fn spawn_with_env(template: &str, extra: &[&str], envs: &[(&str, &str)]) -> Collector {
         let dir = tempfile::tempdir().unwrap();
-        let (grpc, http, metrics, health) = (free_port(), free_port(), free_port(), free_port());
+        let [grpc, http, metrics, health] = free_ports::<4>();
         let config = render(template, grpc, http, metrics, health, dir.path());
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config).unwrap();

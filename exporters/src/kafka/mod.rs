@@ -33,10 +33,7 @@ use tokio::time::Instant;
 
 use messages::{Fitted, KafkaSignal, Partitioning, encode, fit};
 
-/// Header naming the signal of a message (`traces`, `metrics`, `logs`).
-pub const SIGNAL_HEADER: &str = "sluice.signal";
-/// Header naming the encoding of a message (`otlp_proto`, `otlp_json`, `raw`).
-pub const ENCODING_HEADER: &str = "sluice.encoding";
+pub use sluice_kafka_client::{ENCODING_HEADER, SIGNAL_HEADER};
 
 /// Bytes kept free in a message for its key and headers.
 const ENVELOPE_BYTES: usize = 512;

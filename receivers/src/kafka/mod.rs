@@ -32,10 +32,7 @@ use tokio::time::Instant;
 
 use decode::Decoded;
 
-/// Header naming a message's signal, as the `kafka` exporter writes it.
-pub const SIGNAL_HEADER: &str = "sluice.signal";
-/// Header naming a message's encoding, as the `kafka` exporter writes it.
-pub const ENCODING_HEADER: &str = "sluice.encoding";
+pub use sluice_kafka_client::{ENCODING_HEADER, SIGNAL_HEADER};
 
 pub struct KafkaReceiverFactory;
 
