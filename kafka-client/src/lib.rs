@@ -4,8 +4,20 @@
 
 use rdkafka::ClientConfig;
 use serde::Deserialize;
+use sluice_config::SignalKind;
 
 pub use rdkafka;
+
+/// The topic a signal goes to (exporter) or is read from (receiver): the signal's own section,
+/// else the shared `topic`, else the OTel Collector's defaults, so the two ends agree.
+pub fn topic_for(signal: SignalKind, own: Option<&str>, shared: Option<&str>) -> String {
+    let default = match signal {
+        SignalKind::Traces => "otlp_spans",
+        SignalKind::Metrics => "otlp_metrics",
+        SignalKind::Logs => "otlp_logs",
+    };
+    own.or(shared).unwrap_or(default).to_string()
+}
 
 /// Header naming the signal of a message (`traces`, `metrics`, `logs`).
 pub const SIGNAL_HEADER: &str = "sluice.signal";

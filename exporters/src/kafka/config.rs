@@ -193,16 +193,12 @@ impl Compression {
 
 impl KafkaExporterConfig {
     pub fn topic(&self, signal: SignalKind) -> String {
-        let (section, default) = match signal {
-            SignalKind::Traces => (&self.traces, "otlp_spans"),
-            SignalKind::Metrics => (&self.metrics, "otlp_metrics"),
-            SignalKind::Logs => (&self.logs, "otlp_logs"),
+        let section = match signal {
+            SignalKind::Traces => &self.traces,
+            SignalKind::Metrics => &self.metrics,
+            SignalKind::Logs => &self.logs,
         };
-        section
-            .topic
-            .clone()
-            .or_else(|| self.topic.clone())
-            .unwrap_or_else(|| default.to_string())
+        sluice_kafka_client::topic_for(signal, section.topic.as_deref(), self.topic.as_deref())
     }
 
     pub fn encoding(&self, signal: SignalKind) -> Encoding {
