@@ -4,6 +4,7 @@
 pub mod debug;
 pub mod file;
 mod http;
+pub mod nop;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod otlp_grpc;

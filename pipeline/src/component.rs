@@ -63,6 +63,10 @@ pub trait Lifecycle: Send + Sync {
 #[derive(Clone, Default)]
 pub struct BuildContext {
     pub telemetry: Telemetry,
+    /// Admission control every receiver consults before decoding a request.
+    pub admission: crate::admission::Admission,
+    /// `file_storage` extensions, for exporters with a persistent sending queue.
+    pub storage: crate::storage::StorageExtensions,
 }
 
 /// Where a receiver sends each signal: one consumer per signal that some pipeline takes from it.

@@ -1,6 +1,7 @@
 //! sluice's data model, wire codecs, component contracts, pipeline runtime and exporter helper.
 
 pub mod ack;
+pub mod admission;
 pub mod batch;
 pub mod codec;
 pub mod component;
@@ -9,6 +10,7 @@ pub mod exporter;
 pub mod queue;
 pub mod service;
 pub mod signal;
+pub mod storage;
 pub mod telemetry;
 
 pub use ack::{Ack, AckWaiter, DeliveryError, Outcome};

@@ -304,6 +304,7 @@ impl Service {
             registry,
             ctx: BuildContext {
                 telemetry: telemetry.clone(),
+                ..BuildContext::default()
             },
             errors: Vec::new(),
             connectors: config.connectors.iter().map(|c| (&c.id, c)).collect(),

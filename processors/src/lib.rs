@@ -5,6 +5,7 @@ pub mod attributes;
 pub mod batch;
 pub mod filter;
 pub mod forward;
+pub mod memory_limiter;
 pub mod resource_detection;
 pub mod spanmetrics;
 pub mod threshold;

@@ -8,6 +8,7 @@ pub mod hostmetrics;
 pub mod kafka;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod nop;
 pub mod otlp;
 pub mod tls;
 

@@ -1,0 +1,1 @@
+//! `nop`: an exporter that accepts and discards everything, for measuring the pipeline alone.

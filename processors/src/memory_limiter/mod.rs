@@ -1,0 +1,2 @@
+//! `memory_limiter`: refuses new data with retryable errors while the process is above its
+//! soft memory limit.

@@ -1,0 +1,1 @@
+//! `nop`: a receiver that produces nothing, for configs and benchmarks.
