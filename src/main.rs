@@ -247,7 +247,11 @@ fn components() -> ExitCode {
                 type_name: t,
                 aliases: &[],
                 signals: &[],
-                description: "health endpoint",
+                description: match *t {
+                    "health_check" => "health endpoint",
+                    "file_storage" => "on-disk write-ahead log for persistent sending queues",
+                    _ => "",
+                },
             },
             String::new(),
         )

@@ -1,14 +1,21 @@
 //! End to end through a real Kafka-compatible broker (tansu, started per test on a free port):
 //! a sluice agent (OTLP in, `kafka` exporter) and a sluice gateway (`kafka` receiver, file
 //! out). Needs `tansu` on PATH (scripts/test.sh installs it); without it these tests fail.
+//! The broker's own log goes to `tansu.log` in its directory, at the level `TANSU_LOG` names
+//! (default `warn`), and is printed when a test fails waiting on it. Duplicate and loss counts
+//! are printed (`--nocapture` shows them).
 
 mod common;
 
+use std::collections::HashMap;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use common::Collector;
+use opentelemetry::KeyValue as OtelKeyValue;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -16,12 +23,12 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    metric, number_data_point,
-};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use prost::Message as _;
 use sluice_exporters::kafka::rdkafka::ClientConfig;
 use sluice_exporters::kafka::rdkafka::admin::{
@@ -33,10 +40,14 @@ use sluice_exporters::kafka::rdkafka::message::Message;
 use sluice_pipeline::codec::{decode_json, decode_proto};
 use sluice_pipeline::{Logs, Metrics, Traces};
 
-/// A tansu broker with in-memory storage; killed on drop.
+/// A tansu broker on its own port and directory; killed on drop.
 struct Broker {
-    child: Child,
+    child: Option<Child>,
     port: u16,
+    dir: tempfile::TempDir,
+    storage: String,
+    /// Whether clients must authenticate (SASL).
+    authentication: bool,
 }
 
 fn tansu_path() -> std::path::PathBuf {
@@ -56,34 +67,96 @@ fn tansu_path() -> std::path::PathBuf {
 }
 
 impl Broker {
+    /// In-memory storage: everything is gone when it stops.
     fn start() -> Broker {
-        let port = common::free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(tansu_path())
+        Self::start_with("memory://tansu/")
+    }
+
+    /// SQLite storage in the broker's directory: topics, messages, group offsets and users
+    /// survive a restart.
+    fn start_sqlite() -> Broker {
+        Self::start_with("sqlite://tansu.db")
+    }
+
+    fn start_with(storage: &str) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            port: common::free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            storage: storage.into(),
+            authentication: false,
+        };
+        broker.launch();
+        broker
+    }
+
+    /// Starts the process (on the same port, storage and directory as before) and waits until
+    /// it listens.
+    fn launch(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .unwrap();
+        let mut command = Command::new(tansu_path());
+        command
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
                 &url,
+                "--storage-engine",
+                &self.storage,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(self.dir.path())
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("cannot start tansu");
-        let broker = Broker { child, port };
+            .stderr(log);
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        self.child = Some(command.spawn().expect("cannot start tansu"));
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not listen on {port}:\n{}",
-                std::fs::read_to_string(log.path()).unwrap_or_default()
+                "tansu did not listen on {}:\n{}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        broker
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL if it lingers.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        common::signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The port is free again once nothing accepts on it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
     }
 
     fn brokers(&self) -> String {
@@ -113,8 +186,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -175,64 +250,6 @@ fn span_of(trace: u8, id: u8) -> Span {
         flags: 257,
         ..Default::default()
     }
-}
-
-fn traces() -> Vec<ResourceSpans> {
-    vec![ResourceSpans {
-        resource: resource("checkout"),
-        scope_spans: vec![ScopeSpans {
-            scope: scope(),
-            spans: vec![span_of(1, 1), span_of(1, 2), span_of(2, 3)],
-            schema_url: "https://opentelemetry.io/schemas/1.44.0".into(),
-        }],
-        schema_url: "https://opentelemetry.io/schemas/1.44.0".into(),
-    }]
-}
-
-fn metrics() -> Vec<ResourceMetrics> {
-    vec![ResourceMetrics {
-        resource: resource("checkout"),
-        scope_metrics: vec![ScopeMetrics {
-            scope: scope(),
-            metrics: vec![
-                Metric {
-                    name: "requests".into(),
-                    unit: "{request}".into(),
-                    data: Some(metric::Data::Sum(Sum {
-                        data_points: vec![NumberDataPoint {
-                            start_time_unix_nano: 1,
-                            time_unix_nano: 2,
-                            value: Some(number_data_point::Value::AsInt(-7)),
-                            attributes: vec![kv("route", Value::StringValue("/a".into()))],
-                            ..Default::default()
-                        }],
-                        aggregation_temporality: 2,
-                        is_monotonic: true,
-                    })),
-                    ..Default::default()
-                },
-                Metric {
-                    name: "latency".into(),
-                    data: Some(metric::Data::Histogram(Histogram {
-                        data_points: vec![HistogramDataPoint {
-                            time_unix_nano: 3,
-                            count: 3,
-                            sum: Some(1.5),
-                            bucket_counts: vec![1, 2, 0],
-                            explicit_bounds: vec![0.1, 1.0],
-                            min: Some(0.05),
-                            max: Some(0.9),
-                            ..Default::default()
-                        }],
-                        aggregation_temporality: 1,
-                    })),
-                    ..Default::default()
-                },
-            ],
-            schema_url: String::new(),
-        }],
-        schema_url: String::new(),
-    }]
 }
 
 fn logs() -> Vec<ResourceLogs> {
@@ -301,32 +318,346 @@ service:
     )
 }
 
-/// Lines of a JSON-lines file once it has `n` of them.
-fn lines(path: &std::path::Path, n: usize, gateway: &Collector) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect();
-        if lines.len() >= n {
-            return lines;
+// ---------------------------------------------------------------------------------------------
+// OTel SDK → agent → Kafka → gateway → file
+
+/// A request's path and body.
+type Request = (String, Vec<u8>);
+
+/// An HTTP proxy between the OTel SDK and the agent: it forwards every request and keeps the
+/// bodies the agent accepted, which are exactly what the SDK sent.
+struct Recorder {
+    port: u16,
+    accepted: Arc<Mutex<Vec<Request>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Recorder {
+    fn start(upstream: u16) -> Recorder {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let accepted: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = reqwest::Client::new();
+        let state = accepted.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (state, client) = (state.clone(), client.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                let path = parts.uri.path().to_string();
+                let mut forward = client
+                    .post(format!("http://127.0.0.1:{upstream}{path}"))
+                    .body(body.clone());
+                if let Some(v) = parts.headers.get("content-type") {
+                    forward = forward.header("content-type", v.clone());
+                }
+                let (status, content_type, answer) = match forward.send().await {
+                    Ok(r) => (
+                        r.status().as_u16(),
+                        r.headers().get("content-type").cloned(),
+                        r.bytes().await.unwrap_or_default().to_vec(),
+                    ),
+                    Err(_) => (502, None, Vec::new()),
+                };
+                if status == 200 {
+                    state.lock().unwrap().push((path, body.to_vec()));
+                }
+                let mut response = axum::response::Response::builder().status(status);
+                if let Some(ct) = content_type {
+                    response = response.header("content-type", ct);
+                }
+                response.body(axum::body::Body::from(answer)).unwrap()
+            }
+        });
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Recorder {
+            port,
+            accepted,
+            _runtime: runtime,
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} lines in {}; gateway log:\n{}",
-            lines.len(),
-            path.display(),
-            gateway.logs()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// One line per item (span, metric with its points, log record), carrying its resource and
+/// scope and every field, so two lists are equal only if every field of every item is.
+#[derive(Default, Debug, PartialEq)]
+struct Items {
+    spans: Vec<String>,
+    metrics: Vec<String>,
+    logs: Vec<String>,
+}
+
+impl Items {
+    fn add_traces(&mut self, data: &[ResourceSpans]) {
+        for r in data {
+            for s in &r.scope_spans {
+                for i in &s.spans {
+                    self.spans.push(format!(
+                        "{:?}|{}|{:?}|{}|{i:?}",
+                        r.resource, r.schema_url, s.scope, s.schema_url
+                    ));
+                }
+            }
+        }
+    }
+
+    fn add_metrics(&mut self, data: &[ResourceMetrics]) {
+        for r in data {
+            for s in &r.scope_metrics {
+                for i in &s.metrics {
+                    self.metrics.push(format!(
+                        "{:?}|{}|{:?}|{}|{i:?}",
+                        r.resource, r.schema_url, s.scope, s.schema_url
+                    ));
+                }
+            }
+        }
+    }
+
+    fn add_logs(&mut self, data: &[ResourceLogs]) {
+        for r in data {
+            for s in &r.scope_logs {
+                for i in &s.log_records {
+                    self.logs.push(format!(
+                        "{:?}|{}|{:?}|{}|{i:?}",
+                        r.resource, r.schema_url, s.scope, s.schema_url
+                    ));
+                }
+            }
+        }
+    }
+
+    /// What the SDK sent, from the requests the agent accepted.
+    fn of_requests(requests: &[Request]) -> Items {
+        let mut items = Items::default();
+        for (path, body) in requests {
+            match path.as_str() {
+                "/v1/traces" => items.add_traces(
+                    &ExportTraceServiceRequest::decode(body.as_slice())
+                        .unwrap()
+                        .resource_spans,
+                ),
+                "/v1/metrics" => items.add_metrics(
+                    &ExportMetricsServiceRequest::decode(body.as_slice())
+                        .unwrap()
+                        .resource_metrics,
+                ),
+                "/v1/logs" => items.add_logs(
+                    &ExportLogsServiceRequest::decode(body.as_slice())
+                        .unwrap()
+                        .resource_logs,
+                ),
+                other => panic!("the SDK posted to {other}"),
+            }
+        }
+        items
+    }
+
+    /// What a gateway wrote so far (complete lines only).
+    fn of_output(gateway: &Collector) -> Items {
+        let text = std::fs::read_to_string(gateway.path("out.jsonl")).unwrap_or_default();
+        let complete = text.rsplit_once('\n').map(|(done, _)| done).unwrap_or("");
+        let mut items = Items::default();
+        for line in complete.lines().filter(|l| !l.trim().is_empty()) {
+            if line.starts_with("{\"resourceSpans\"") {
+                items.add_traces(&decode_json::<Traces>(line.as_bytes()).unwrap());
+            } else if line.starts_with("{\"resourceMetrics\"") {
+                items.add_metrics(&decode_json::<Metrics>(line.as_bytes()).unwrap());
+            } else {
+                items.add_logs(&decode_json::<Logs>(line.as_bytes()).unwrap());
+            }
+        }
+        items
+    }
+
+    /// Each list sorted and without repeats (at least once: a retry may repeat an item).
+    fn distinct(mut self) -> Items {
+        for list in [&mut self.spans, &mut self.metrics, &mut self.logs] {
+            list.sort();
+            list.dedup();
+        }
+        self
+    }
+}
+
+fn sdk_resource() -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name("kafka-e2e")
+        .with_schema_url(
+            [
+                OtelKeyValue::new("deployment.environment.name", "e2e"),
+                OtelKeyValue::new("host.cpu.count", 8i64),
+                OtelKeyValue::new("feature.enabled", true),
+                OtelKeyValue::new("sample.ratio", 0.5),
+            ],
+            "https://opentelemetry.io/schemas/1.44.0",
+        )
+        .build()
+}
+
+fn sdk_scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder("sluice.e2e.kafka")
+        .with_version("1.2.3")
+        .with_schema_url("https://opentelemetry.io/schemas/1.43.0")
+        .with_attributes([OtelKeyValue::new("scope.owner", "team-e2e")])
+        .build()
+}
+
+/// Spans with attributes of every type, events, a link, statuses and parent/child ids.
+fn sdk_spans(provider: &SdkTracerProvider) {
+    use opentelemetry::trace::{
+        Link, Span as _, SpanContext, SpanId, SpanKind, Status as OtelStatus, TraceContextExt as _,
+        TraceFlags, TraceId, TraceState, Tracer as _, TracerProvider as _,
+    };
+    use opentelemetry::{Array, Context, StringValue, Value as OtelValue};
+    let tracer = provider.tracer_with_scope(sdk_scope());
+    let at = |n: u64| UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789 + n);
+    for round in 0..3i64 {
+        let root = tracer
+            .span_builder(format!("GET /checkout/{round}"))
+            .with_kind(SpanKind::Server)
+            .with_start_time(at(0))
+            .with_attributes([
+                OtelKeyValue::new("attr.bool", true),
+                OtelKeyValue::new("attr.i64.max", i64::MAX),
+                OtelKeyValue::new("attr.i64.round", round),
+                OtelKeyValue::new("attr.f64", 0.25),
+                OtelKeyValue::new(
+                    "attr.strings",
+                    OtelValue::Array(Array::String(vec![
+                        StringValue::from("a"),
+                        StringValue::from("b"),
+                    ])),
+                ),
+                OtelKeyValue::new("attr.i64s", OtelValue::Array(Array::I64(vec![1, i64::MIN]))),
+                OtelKeyValue::new("attr.f64s", OtelValue::Array(Array::F64(vec![1.5, -0.125]))),
+                OtelKeyValue::new(
+                    "attr.bools",
+                    OtelValue::Array(Array::Bool(vec![true, false])),
+                ),
+            ])
+            .start(&tracer);
+        let cx = Context::new().with_span(root);
+        let linked = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "x")]).unwrap(),
         );
-        std::thread::sleep(Duration::from_millis(100));
+        let mut child = tracer
+            .span_builder("SELECT cart")
+            .with_kind(SpanKind::Client)
+            .with_start_time(at(100))
+            .with_links(vec![Link::new(
+                linked,
+                vec![OtelKeyValue::new("link.reason", "retry-of")],
+                0,
+            )])
+            .start_with_context(&tracer, &cx);
+        child.add_event_with_timestamp(
+            "cache miss",
+            at(150),
+            vec![
+                OtelKeyValue::new("cache.key", "cart:1"),
+                OtelKeyValue::new("cache.hit", false),
+            ],
+        );
+        child.set_status(OtelStatus::error("database unavailable"));
+        child.end_with_timestamp(at(200));
+        let root = cx.span();
+        root.set_status(OtelStatus::Ok);
+        root.end_with_timestamp(at(1_000));
+    }
+}
+
+/// A counter, an up-down counter, a gauge and a histogram.
+fn sdk_metrics(provider: &SdkMeterProvider) {
+    use opentelemetry::metrics::MeterProvider as _;
+    let meter = provider.meter_with_scope(sdk_scope());
+    let counter = meter
+        .u64_counter("e2e.requests")
+        .with_unit("{request}")
+        .with_description("Requests served")
+        .build();
+    counter.add(5, &[OtelKeyValue::new("method", "GET")]);
+    counter.add(1, &[OtelKeyValue::new("method", "POST")]);
+    meter
+        .i64_up_down_counter("e2e.queue.depth")
+        .build()
+        .add(-3, &[]);
+    meter
+        .f64_gauge("e2e.temperature")
+        .with_unit("Cel")
+        .build()
+        .record(21.5, &[OtelKeyValue::new("room", "lab")]);
+    let histogram = meter
+        .f64_histogram("e2e.latency")
+        .with_unit("ms")
+        .with_boundaries(vec![10.0, 100.0, 1000.0])
+        .build();
+    for v in [5.0, 15.0, 50.5, 150.0, 1500.0] {
+        histogram.record(v, &[OtelKeyValue::new("route", "/cart")]);
+    }
+}
+
+/// Log records with bodies of every kind, severities, attributes and trace context.
+fn sdk_logs(provider: &SdkLoggerProvider) {
+    use opentelemetry::logs::{
+        AnyValue as Body, LogRecord as _, Logger as _, LoggerProvider as _, Severity,
+    };
+    use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
+    let logger = provider.logger_with_scope(sdk_scope());
+    let bodies = [
+        Body::String("hello, world".into()),
+        Body::Int(i64::MIN),
+        Body::Double(2.5),
+        Body::Boolean(true),
+        Body::Bytes(Box::new(vec![0, 1, 2, 255])),
+        Body::ListAny(Box::new(vec![Body::Int(1), Body::String("two".into())])),
+        Body::Map(Box::new(HashMap::from([(
+            opentelemetry::Key::new("k"),
+            Body::String("v".into()),
+        )]))),
+    ];
+    for (seq, body) in bodies.into_iter().enumerate() {
+        let mut record = logger.create_log_record();
+        record.set_body(body);
+        record.set_severity_number(Severity::Warn);
+        record.set_severity_text("WARN");
+        record.set_event_name("e2e.event");
+        record.set_timestamp(
+            UNIX_EPOCH + Duration::from_nanos(1_700_000_000_000_000_000 + seq as u64),
+        );
+        record.set_trace_context(
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
+            SpanId::from_hex("b7ad6b7169203331").unwrap(),
+            Some(TraceFlags::SAMPLED),
+        );
+        record.add_attribute("seq", seq as i64);
+        record.add_attribute("attr.double", -1.25);
+        logger.emit(record);
     }
 }
 
 #[test]
-fn agent_to_gateway_through_kafka_keeps_every_field() {
+fn otel_sdk_through_agent_kafka_and_gateway_keeps_every_field() {
+    use opentelemetry_otlp::{
+        LogExporter, MetricExporter, Protocol, SpanExporter, WithExportConfig as _,
+        WithHttpConfig as _,
+    };
     let broker = Broker::start();
     for encoding in ["otlp_proto", "otlp_json"] {
         let topics = ["spans", "metrics", "logs"].map(|t| format!("{encoding}-{t}"));
@@ -335,9 +666,16 @@ fn agent_to_gateway_through_kafka_keeps_every_field() {
         }
         let [spans, metrics_topic, logs_topic] = &topics;
         let sections = format!(
-            "    encoding: {encoding}\n    traces: {{topic: {spans}}}\n    metrics: {{topic: {metrics_topic}}}\n    logs: {{topic: {logs_topic}}}\n"
+            "    traces: {{topic: {spans}}}\n    metrics: {{topic: {metrics_topic}}}\n    logs: {{topic: {logs_topic}}}\n"
         );
-        let agent = Collector::start(&agent_config(&broker.brokers(), &sections), &[]);
+        let agent = Collector::start(
+            &agent_config(
+                &broker.brokers(),
+                &format!("    encoding: {encoding}\n{sections}"),
+            ),
+            &[],
+        );
+        // The receiver takes no `encoding`: the messages' headers say which it is.
         let gateway = Collector::start(
             &format!(
                 r#"
@@ -365,61 +703,96 @@ service:
     logs: {{receivers: [kafka], exporters: [file/out]}}
 "#,
                 brokers = broker.brokers(),
-                // The receiver's sections take no `encoding` override here: the headers say.
-                sections = sections.replace(&format!("    encoding: {encoding}\n"), ""),
             ),
             &[],
         );
-        post(
-            agent.http,
-            "/v1/traces",
-            ExportTraceServiceRequest {
-                resource_spans: traces(),
-            }
-            .encode_to_vec(),
+        let recorder = Recorder::start(agent.http);
+        let http = || {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::blocking::Client::new()
+        };
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_resource(sdk_resource())
+            .with_batch_exporter(
+                SpanExporter::builder()
+                    .with_http()
+                    .with_http_client(http())
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(recorder.url("/v1/traces"))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(sdk_resource())
+            .with_periodic_exporter(
+                MetricExporter::builder()
+                    .with_http()
+                    .with_http_client(http())
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(recorder.url("/v1/metrics"))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let logger_provider = SdkLoggerProvider::builder()
+            .with_resource(sdk_resource())
+            .with_batch_exporter(
+                LogExporter::builder()
+                    .with_http()
+                    .with_http_client(http())
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(recorder.url("/v1/logs"))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        sdk_spans(&tracer_provider);
+        sdk_metrics(&meter_provider);
+        sdk_logs(&logger_provider);
+        tracer_provider.force_flush().unwrap();
+        meter_provider.force_flush().unwrap();
+        logger_provider.force_flush().unwrap();
+        tracer_provider.shutdown().unwrap();
+        meter_provider.shutdown().unwrap();
+        logger_provider.shutdown().unwrap();
+
+        let sent = Items::of_requests(&recorder.accepted.lock().unwrap()).distinct();
+        assert_eq!(
+            (sent.spans.len(), sent.logs.len()),
+            (6, 7),
+            "the agent did not accept everything the SDK sent; agent log:\n{}",
+            agent.logs()
         );
-        post(
-            agent.http,
-            "/v1/metrics",
-            ExportMetricsServiceRequest {
-                resource_metrics: metrics(),
+        assert!(sent.metrics.len() >= 4, "{sent:?}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let got = loop {
+            let got = Items::of_output(&gateway).distinct();
+            let has_all = |have: &[String], want: &[String]| want.iter().all(|w| have.contains(w));
+            if has_all(&got.spans, &sent.spans)
+                && has_all(&got.metrics, &sent.metrics)
+                && has_all(&got.logs, &sent.logs)
+            {
+                break got;
             }
-            .encode_to_vec(),
-        );
-        post(
-            agent.http,
-            "/v1/logs",
-            ExportLogsServiceRequest {
-                resource_logs: logs(),
-            }
-            .encode_to_vec(),
-        );
-        let got = lines(&gateway.path("out.jsonl"), 3, &gateway);
-        let mut seen = [false; 3];
-        for line in &got {
-            if line.starts_with("{\"resourceSpans\"") {
-                assert!(
-                    decode_json::<Traces>(line.as_bytes()).unwrap() == traces(),
-                    "{encoding}: {line}"
-                );
-                seen[0] = true;
-            } else if line.starts_with("{\"resourceMetrics\"") {
-                assert!(
-                    decode_json::<Metrics>(line.as_bytes()).unwrap() == metrics(),
-                    "{encoding}: {line}"
-                );
-                seen[1] = true;
-            } else {
-                assert!(
-                    decode_json::<Logs>(line.as_bytes()).unwrap() == logs(),
-                    "{encoding}: {line}"
-                );
-                seen[2] = true;
-            }
-        }
-        assert_eq!(seen, [true; 3], "{encoding}: {got:?}");
-        drop(agent);
-        drop(gateway);
+            assert!(
+                Instant::now() < deadline,
+                "{encoding}: the gateway wrote {} of {} spans, {} of {} metrics, {} of {} log records\nagent log:\n{}\ngateway log:\n{}",
+                got.spans.len(),
+                sent.spans.len(),
+                got.metrics.len(),
+                sent.metrics.len(),
+                got.logs.len(),
+                sent.logs.len(),
+                agent.logs(),
+                gateway.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // Nothing more and nothing altered: equal item by item, field by field.
+        assert_eq!(got.spans, sent.spans, "{encoding}: spans");
+        assert_eq!(got.metrics, sent.metrics, "{encoding}: metrics");
+        assert_eq!(got.logs, sent.logs, "{encoding}: log records");
     }
 }
 
@@ -635,7 +1008,10 @@ service:
     );
 }
 
-fn gateway_config(brokers: &str, group: &str, topic: &str) -> String {
+/// A gateway reading logs from `topic` into `@DIR@/out.jsonl`. The file exporter answers only
+/// once a batch is written, so an offset is committed only for data on disk: killing the
+/// gateway loses nothing. `extra` is more of the receiver's settings (indented by 4).
+fn gateway_config(brokers: &str, group: &str, topic: &str, extra: &str) -> String {
     format!(
         r#"
 receivers:
@@ -644,10 +1020,12 @@ receivers:
     group_id: {group}
     initial_offset: earliest
     logs: {{topic: {topic}}}
+{extra}
 exporters:
   file/out:
     path: "@DIR@/out.jsonl"
     flush_interval: 0s
+    sending_queue: {{wait_for_delivery: true}}
 extensions:
   health_check:
     endpoint: "@HEALTH@"
@@ -662,10 +1040,13 @@ service:
     )
 }
 
-/// Log bodies (strings) in a gateway's output so far.
+/// Log bodies (strings) in a gateway's output so far; a last line still being written (or cut
+/// short by a kill) is left out.
 fn bodies(gateway: &Collector) -> Vec<String> {
     let text = std::fs::read_to_string(gateway.path("out.jsonl")).unwrap_or_default();
-    text.lines()
+    let complete = text.rsplit_once('\n').map(|(done, _)| done).unwrap_or("");
+    complete
+        .lines()
         .filter(|l| !l.trim().is_empty())
         .flat_map(|l| decode_json::<Logs>(l.as_bytes()).unwrap())
         .flat_map(|r| r.scope_logs)
@@ -688,8 +1069,245 @@ fn one_log(service: &str, body: &str) -> ExportLogsServiceRequest {
     }
 }
 
+/// A client posting one log record after another (`seq-N`, from services `svc-0..services`)
+/// to an agent until stopped, remembering which ones the agent acknowledged (200).
+struct Stream {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    acked: Arc<Mutex<Vec<(u64, String)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stream {
+    fn start(agent_http: u16, services: u64, pause: Duration) -> Stream {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, sent, acked) = (stop.clone(), sent.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                let mut seq = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let body = format!("seq-{seq}");
+                    let request = one_log(&format!("svc-{}", seq % services), &body);
+                    let answer = client
+                        .post(format!("http://127.0.0.1:{agent_http}/v1/logs"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(request.encode_to_vec())
+                        .send();
+                    // Anything but a 200 is not the agent's promise: the client would retry it.
+                    if answer.is_ok_and(|r| r.status() == 200) {
+                        acked.lock().unwrap().push((seq, body));
+                    }
+                    seq += 1;
+                    sent.store(seq, Ordering::SeqCst);
+                    std::thread::sleep(pause);
+                }
+            })
+        };
+        Stream {
+            stop,
+            sent,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many records have been posted so far (acknowledged or not).
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    fn acked(&self) -> Vec<(u64, String)> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Stops posting; returns every record the agent acknowledged.
+    fn finish(mut self) -> Vec<(u64, String)> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.acked()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Compares what gateways wrote with what the agent acknowledged: every acknowledged record
+/// must be there (at least once). Prints and returns the number of duplicates.
+fn delivered_in_full(
+    what: &str,
+    acked: &[(u64, String)],
+    gateways: &[&Collector],
+    agent: &Collector,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for g in gateways {
+            for b in bodies(g) {
+                *count.entry(b).or_default() += 1;
+            }
+        }
+        let lost: Vec<&str> = acked
+            .iter()
+            .filter(|(_, b)| !count.contains_key(b))
+            .map(|(_, b)| b.as_str())
+            .collect();
+        if lost.is_empty() {
+            let duplicates: usize = count.values().map(|n| n - 1).sum();
+            let delivered: usize = count.values().sum();
+            println!(
+                "{what}: {} acknowledged, {delivered} delivered, {duplicates} duplicates, 0 lost",
+                acked.len()
+            );
+            return duplicates;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = gateways.iter().map(|g| g.logs()).collect();
+            panic!(
+                "{what}: {} of {} acknowledged records lost: {:?}...\nagent log:\n{}\ngateway logs:\n{}",
+                lost.len(),
+                acked.len(),
+                &lost[..lost.len().min(20)],
+                agent.logs(),
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (bounded) until `done` holds, re-checking every 100 ms.
+fn wait_until(
+    what: &str,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}\n{}", context());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A short consumer-group session, so the group notices a lost member (or a lost coordinator)
+/// in seconds rather than librdkafka's default 45.
+const SHORT_SESSION: &str =
+    "    librdkafka: {\"session.timeout.ms\": \"6000\", \"heartbeat.interval.ms\": \"500\"}\n";
+
 #[test]
-fn a_consumer_group_of_two_shares_the_partitions_and_loses_nothing() {
+fn a_broker_outage_in_a_steady_stream_loses_nothing_acknowledged() {
+    let mut broker = Broker::start_sqlite();
+    broker.create_topic("outage", 2);
+    let agent = Collector::start(
+        &agent_config(
+            &broker.brokers(),
+            // Not idempotent: tansu 0.6.0's SQLite engine panics on a produce from a producer
+            // id it knew before a restart (`idempotent_message_check`: "more or less than one
+            // row") and drops the connection, so an idempotent producer could never resume.
+            "    logs: {topic: outage}\n    partition_logs_by_resource_attributes: true\n    timeout: 1s\n    producer: {idempotent: false}\n    retry_on_failure: {initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0s}\n",
+        ),
+        &[],
+    );
+    let gateway = Collector::start(
+        &gateway_config(&broker.brokers(), "outage", "outage", SHORT_SESSION),
+        &[],
+    );
+    let stream = Stream::start(agent.http, 4, Duration::from_millis(25));
+    wait_until(
+        "the stream never reached the gateway",
+        Duration::from_secs(60),
+        || bodies(&gateway).len() >= 20,
+        || format!("agent:\n{}\ngateway:\n{}", agent.logs(), gateway.logs()),
+    );
+
+    // The broker goes away in the middle of the stream, for more than 10 seconds.
+    broker.stop();
+    let down_from = stream.sent();
+    let down_at = Instant::now();
+    wait_until(
+        "the agent never noticed the outage",
+        Duration::from_secs(60),
+        || agent.logs().contains("export failed, will retry"),
+        || agent.logs(),
+    );
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(down_at.elapsed()));
+    let down_until = stream.sent();
+    // The agent went on acknowledging into its queue meanwhile.
+    let acked_while_down = stream
+        .acked()
+        .iter()
+        .filter(|(seq, _)| (down_from..down_until).contains(seq))
+        .count();
+    assert!(
+        acked_while_down > 0,
+        "nothing acknowledged during the outage; agent log:\n{}",
+        agent.logs()
+    );
+
+    // Back with its data; the stream goes on until records sent after the restart arrive.
+    let outage = down_at.elapsed();
+    broker.launch();
+    let back_from = stream.sent();
+    wait_until(
+        "nothing sent after the restart arrived",
+        Duration::from_secs(120),
+        || {
+            bodies(&gateway).iter().any(|b| {
+                b.strip_prefix("seq-")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n >= back_from)
+            })
+        },
+        || {
+            format!(
+                "agent:\n{}\ngateway:\n{}\nbroker:\n{}",
+                agent.logs(),
+                gateway.logs(),
+                broker.log()
+            )
+        },
+    );
+    let acked = stream.finish();
+    println!(
+        "outage: {acked_while_down} records acknowledged while the broker was down ({} s)",
+        outage.as_secs()
+    );
+    delivered_in_full("broker outage", &acked, &[&gateway], &agent);
+}
+
+#[test]
+fn a_consumer_group_of_two_shares_partitions_and_survives_a_stopped_member() {
+    group_of_two_loses_a_member("TERM");
+}
+
+/// The issue's "kill one gateway mid-stream". Ignored because tansu 0.6.0 never evicts a
+/// member whose heartbeats stop: the survivor's heartbeats keep succeeding in the old
+/// generation (seen in librdkafka's `cgrp` debug log for 120 s with `session.timeout.ms`
+/// 6000), and a member joining later triggers a rebalance that still hands partitions to the
+/// dead member. Run it against a broker that expires sessions (`--ignored`).
+#[test]
+#[ignore = "tansu 0.6.0 does not expire the session of a killed group member"]
+fn a_consumer_group_of_two_survives_a_killed_member() {
+    group_of_two_loses_a_member("KILL");
+}
+
+/// Two gateways in one group share the partitions of a topic fed by a steady stream; then one
+/// of them gets `signal` mid-stream and the other must take over its partitions, with every
+/// record the agent acknowledged delivered (duplicates allowed and counted, none lost).
+fn group_of_two_loses_a_member(signal: &str) {
     let broker = Broker::start();
     broker.create_topic("shared", 4);
     let agent = Collector::start(
@@ -699,119 +1317,143 @@ fn a_consumer_group_of_two_shares_the_partitions_and_loses_nothing() {
         ),
         &[],
     );
-    let first = Collector::start(&gateway_config(&broker.brokers(), "pair", "shared"), &[]);
-    let second = Collector::start(&gateway_config(&broker.brokers(), "pair", "shared"), &[]);
-    // Rounds of 16 services (spread over the 4 partitions by their key) until both members
-    // have been given partitions and received data.
-    let mut sent = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut round = 0;
-    while bodies(&first).is_empty() || bodies(&second).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "both group members never got data; logs:\n{}\n{}",
-            first.logs(),
-            second.logs()
-        );
-        for service in 0..16 {
-            let body = format!("r{round}-s{service}");
-            post(
-                agent.http,
-                "/v1/logs",
-                one_log(&format!("svc-{service}"), &body).encode_to_vec(),
-            );
-            sent.push(body);
-        }
-        round += 1;
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    // Everything sent arrives, at one member or the other.
-    loop {
-        let mut got: Vec<String> = bodies(&first);
-        got.extend(bodies(&second));
-        let missing: Vec<&String> = sent.iter().filter(|b| !got.contains(b)).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "missing {missing:?}; logs:\n{}\n{}",
-            first.logs(),
-            second.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let first = Collector::start(
+        &gateway_config(&broker.brokers(), "pair", "shared", SHORT_SESSION),
+        &[],
+    );
+    let second = Collector::start(
+        &gateway_config(&broker.brokers(), "pair", "shared", SHORT_SESSION),
+        &[],
+    );
+    // 16 services, spread over the 4 partitions by their key.
+    let stream = Stream::start(agent.http, 16, Duration::from_millis(20));
+    wait_until(
+        "both group members never got data",
+        Duration::from_secs(90),
+        || !bodies(&first).is_empty() && !bodies(&second).is_empty(),
+        || format!("first:\n{}\nsecond:\n{}", first.logs(), second.logs()),
+    );
+    let services_from = |g: &Collector, from: u64| -> std::collections::BTreeSet<u64> {
+        bodies(g)
+            .iter()
+            .filter_map(|b| b.strip_prefix("seq-")?.parse::<u64>().ok())
+            .filter(|n| *n >= from)
+            .map(|n| n % 16)
+            .collect()
+    };
+    println!(
+        "consumer group: first has services {:?}, second {:?}",
+        services_from(&first, 0),
+        services_from(&second, 0)
+    );
+
+    common::signal(second.pid(), signal);
+    let lost_at = stream.sent();
+    wait_until(
+        "the surviving member never took over every partition",
+        Duration::from_secs(120),
+        || services_from(&first, lost_at).len() == 16,
+        || {
+            format!(
+                "services since SIG{signal}: {:?} (sent {})\nfirst:\n{}\nsecond:\n{}",
+                services_from(&first, lost_at),
+                stream.sent(),
+                first.logs(),
+                second.logs()
+            )
+        },
+    );
+    let acked = stream.finish();
+    delivered_in_full(
+        &format!("consumer group, SIG{signal}"),
+        &acked,
+        &[&first, &second],
+        &agent,
+    );
+}
+
+/// Whether a client with these SASL settings can talk to the broker (reads its metadata).
+fn metadata_with(
+    broker: &Broker,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+) -> Result<(), String> {
+    let producer: sluice_exporters::kafka::rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("security.protocol", "sasl_plaintext")
+        .set("sasl.mechanism", mechanism)
+        .set("sasl.username", user)
+        .set("sasl.password", password)
+        .create()
+        .unwrap();
+    use sluice_exporters::kafka::rdkafka::producer::Producer as _;
+    producer
+        .client()
+        .fetch_metadata(None, Duration::from_secs(30))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[test]
-fn a_broker_outage_backs_up_into_the_queue_and_loses_nothing() {
-    let mut broker = Broker::start();
-    broker.create_topic("outage", 1);
+fn exporter_and_receiver_authenticate_with_scram() {
+    let mut broker = Broker::start_sqlite();
+    broker.create_topic("secure", 1);
+    // Users are made while the broker is open, then it restarts requiring authentication (its
+    // SQLite storage keeps them).
+    for (name, password, mechanism) in [
+        ("agent", "agent-secret", "scram256"),
+        ("gateway", "gateway-secret", "scram512"),
+    ] {
+        let status = Command::new(tansu_path())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", broker.port))
+            .args(["--mechanism", mechanism, name, password])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot create user {name}: {status}");
+    }
+    broker.stop();
+    broker.authentication = true;
+    broker.launch();
+
+    // The broker now refuses a wrong password and takes the right one.
+    assert!(metadata_with(&broker, "SCRAM-SHA-256", "agent", "wrong").is_err());
+    metadata_with(&broker, "SCRAM-SHA-256", "agent", "agent-secret")
+        .unwrap_or_else(|e| panic!("{e}\nbroker log:\n{}", broker.log()));
+
     let agent = Collector::start(
         &agent_config(
             &broker.brokers(),
-            "    logs: {topic: outage}\n    timeout: 1s\n    retry_on_failure: {initial_interval: 200ms, max_interval: 1s, max_elapsed_time: 0s}\n",
+            "    logs: {topic: secure}\n    auth:\n      sasl: {username: agent, password: agent-secret, mechanism: SCRAM-SHA-256}\n",
+        ),
+        &[],
+    );
+    let gateway = Collector::start(
+        &gateway_config(
+            &broker.brokers(),
+            "secure",
+            "secure",
+            "    auth:\n      sasl: {username: gateway, password: gateway-secret, mechanism: SCRAM-SHA-512}\n",
         ),
         &[],
     );
     post(
         agent.http,
         "/v1/logs",
-        one_log("a", "before").encode_to_vec(),
+        one_log("a", "authenticated").encode_to_vec(),
     );
-    // The broker goes away; the agent keeps accepting into its queue.
-    let _ = broker.child.kill();
-    let _ = broker.child.wait();
-    for i in 0..5 {
-        post(
-            agent.http,
-            "/v1/logs",
-            one_log("a", &format!("during-{i}")).encode_to_vec(),
-        );
-    }
-    // Attempts fail meanwhile and are retried; nothing is dropped.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !agent.logs().contains("export failed, will retry") {
-        assert!(
-            Instant::now() < deadline,
-            "no retried attempt:\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Back on the same port (memory storage: the topic is made again).
-    let port = broker.port;
-    let url = format!("tcp://127.0.0.1:{port}");
-    broker.child = Command::new(tansu_path())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not come back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    broker.create_topic("outage", 1);
-    let gateway = Collector::start(&gateway_config(&broker.brokers(), "after", "outage"), &[]);
-    let want: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
-    loop {
-        let got = bodies(&gateway);
-        if want.iter().all(|w| got.contains(w)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "got {got:?}; agent log:\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "nothing arrived through the authenticating broker",
+        Duration::from_secs(60),
+        || bodies(&gateway).contains(&"authenticated".to_string()),
+        || {
+            format!(
+                "agent:\n{}\ngateway:\n{}\nbroker:\n{}",
+                agent.logs(),
+                gateway.logs(),
+                broker.log()
+            )
+        },
+    );
 }

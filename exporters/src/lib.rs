@@ -4,9 +4,9 @@
 pub mod debug;
 pub mod file;
 mod http;
-pub mod nop;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod nop;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod webhook;
@@ -23,6 +23,7 @@ pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
         Arc::new(otlp_http::OtlpHttpExporterFactory),
         Arc::new(otlp_grpc::OtlpGrpcExporterFactory),
         Arc::new(webhook::WebhookExporterFactory),
+        Arc::new(nop::NopExporterFactory),
         #[cfg(feature = "kafka")]
         Arc::new(kafka::KafkaExporterFactory),
     ]

@@ -16,7 +16,28 @@ pub struct Batch<S: Signal> {
     resources: Arc<Vec<S::Resource>>,
     items: usize,
     bytes: usize,
-    acks: Vec<Ack>,
+    acks: Vec<AckSpan>,
+}
+
+/// An acknowledgement and the items of this batch that came from its request, as the range
+/// `start..end` of item positions. Merging appends data in order, so a sender's items stay
+/// contiguous; a split then hands each half only the acknowledgements whose items it carries,
+/// and a request is answered as soon as its own items are through, not when the whole
+/// accumulated batch is.
+struct AckSpan {
+    ack: Ack,
+    start: usize,
+    end: usize,
+}
+
+impl AckSpan {
+    fn branch(&self) -> AckSpan {
+        AckSpan {
+            ack: self.ack.clone(),
+            start: self.start,
+            end: self.end,
+        }
+    }
 }
 
 impl<S: Signal> Batch<S> {
@@ -38,8 +59,13 @@ impl<S: Signal> Batch<S> {
         Self::new(resources, bytes)
     }
 
+    /// Adds the acknowledgement of the request all of this batch's items came from.
     pub fn with_ack(mut self, ack: Ack) -> Self {
-        self.acks.push(ack);
+        self.acks.push(AckSpan {
+            ack,
+            start: 0,
+            end: self.items,
+        });
         self
     }
 
@@ -68,7 +94,16 @@ impl<S: Signal> Batch<S> {
 
     /// Recomputes item count and encoded size after the data was edited.
     pub fn recount(&mut self) {
-        self.items = item_count::<S>(&self.resources);
+        let items = item_count::<S>(&self.resources);
+        if items != self.items {
+            // Items were dropped or added: which position came from which request is no
+            // longer known, so every acknowledgement now waits for the whole batch.
+            for span in &mut self.acks {
+                span.start = 0;
+                span.end = items;
+            }
+        }
+        self.items = items;
         self.bytes = self.resources.iter().map(|r| r.encoded_len() + 5).sum();
     }
 
@@ -84,7 +119,14 @@ impl<S: Signal> Batch<S> {
     pub fn merge(&mut self, mut other: Batch<S>) {
         let items = other.items;
         let bytes = other.bytes;
-        let acks = std::mem::take(&mut other.acks);
+        let offset = self.items;
+        let acks = std::mem::take(&mut other.acks)
+            .into_iter()
+            .map(|span| AckSpan {
+                start: span.start + offset,
+                end: span.end + offset,
+                ack: span.ack,
+            });
         if self.resources.is_empty() {
             self.resources = std::mem::take(&mut other.resources);
         } else {
@@ -96,8 +138,9 @@ impl<S: Signal> Batch<S> {
         self.acks.extend(acks);
     }
 
-    /// Moves the first `max_items` items into a new batch. Both halves keep a handle on every
-    /// acknowledgement, so the senders hear back only when both halves are delivered.
+    /// Moves the first `max_items` items into a new batch. Each half carries the
+    /// acknowledgements of the requests whose items it holds; a request split across the cut
+    /// is in both, so its sender hears back only when both halves are delivered.
     pub fn split_front(&mut self, max_items: usize) -> Batch<S> {
         if max_items >= self.items {
             let acks = std::mem::take(&mut self.acks);
@@ -118,11 +161,28 @@ impl<S: Signal> Batch<S> {
         let front_bytes = self.bytes.saturating_mul(front_items) / self.items.max(1);
         self.items -= front_items;
         self.bytes -= front_bytes.min(self.bytes);
+        let mut front_acks = Vec::new();
+        let mut rest_acks = Vec::new();
+        for span in std::mem::take(&mut self.acks) {
+            if span.end <= front_items {
+                front_acks.push(span);
+                continue;
+            }
+            if span.start < front_items {
+                front_acks.push(span.branch());
+            }
+            rest_acks.push(AckSpan {
+                start: span.start.saturating_sub(front_items),
+                end: span.end - front_items,
+                ack: span.ack,
+            });
+        }
+        self.acks = rest_acks;
         Batch {
             resources: Arc::new(front),
             items: front_items,
             bytes: front_bytes,
-            acks: self.acks.clone(),
+            acks: front_acks,
         }
     }
 
@@ -132,7 +192,7 @@ impl<S: Signal> Batch<S> {
             resources: self.resources.clone(),
             items: self.items,
             bytes: self.bytes,
-            acks: self.acks.clone(),
+            acks: self.acks.iter().map(AckSpan::branch).collect(),
         }
     }
 
@@ -140,11 +200,14 @@ impl<S: Signal> Batch<S> {
     /// than when it is delivered.
     pub fn take_acks(&mut self) -> Vec<Ack> {
         std::mem::take(&mut self.acks)
+            .into_iter()
+            .map(|span| span.ack)
+            .collect()
     }
 
     /// Settles every acknowledgement this batch carries and drops the data.
     pub fn settle(mut self, outcome: &Outcome) {
-        settle_all(std::mem::take(&mut self.acks), outcome);
+        settle_all(self.take_acks(), outcome);
     }
 }
 
@@ -198,5 +261,49 @@ mod tests {
         first.settle(&Err(crate::DeliveryError::permanent("no")));
         assert!(wa.await.is_err());
         assert!(wb.await.is_err());
+    }
+
+    /// A batch processor cuts accumulated requests at its size: a request whose items are all
+    /// in the first piece is answered when that piece is delivered, without waiting for the
+    /// rest; one cut in two waits for both pieces.
+    #[tokio::test]
+    async fn a_split_answers_only_the_requests_whose_items_it_carries() {
+        let (a, mut wa) = Ack::new();
+        let (b, mut wb) = Ack::new();
+        let (c, mut wc) = Ack::new();
+        let mut acc = Batch::<Logs>::new(logs(4), 40).with_ack(a);
+        acc.merge(Batch::<Logs>::new(logs(4), 40).with_ack(b));
+        acc.merge(Batch::<Logs>::new(logs(4), 40).with_ack(c));
+        let first = acc.split_front(6);
+        assert_eq!((first.items(), acc.items()), (6, 6));
+        first.settle(&Ok(()));
+        assert_eq!(futures::poll!(&mut wa), std::task::Poll::Ready(Ok(())));
+        assert!(
+            futures::poll!(&mut wb).is_pending(),
+            "b is cut across both pieces"
+        );
+        assert!(futures::poll!(&mut wc).is_pending());
+        let second = acc.split_front(2);
+        second.settle(&Ok(()));
+        assert_eq!(futures::poll!(&mut wb), std::task::Poll::Ready(Ok(())));
+        assert!(futures::poll!(&mut wc).is_pending());
+        acc.settle(&Ok(()));
+        assert_eq!(wc.await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn changing_the_item_count_makes_every_request_wait_for_the_whole_batch() {
+        let (a, mut wa) = Ack::new();
+        let (b, wb) = Ack::new();
+        let mut acc = Batch::<Logs>::new(logs(4), 40).with_ack(a);
+        acc.merge(Batch::<Logs>::new(logs(4), 40).with_ack(b));
+        acc.resources_mut().push(logs(1).remove(0));
+        acc.recount();
+        let first = acc.split_front(4);
+        first.settle(&Ok(()));
+        assert!(futures::poll!(&mut wa).is_pending());
+        acc.settle(&Ok(()));
+        assert_eq!(wa.await, Ok(()));
+        assert_eq!(wb.await, Ok(()));
     }
 }

@@ -43,7 +43,7 @@ impl Default for HealthCheckConfig {
 }
 
 /// Extension types the runtime itself implements.
-pub const EXTENSION_TYPES: &[&str] = &["health_check"];
+pub const EXTENSION_TYPES: &[&str] = &["health_check", crate::storage::FILE_STORAGE];
 
 /// An address to listen on, and whether the user chose it.
 #[derive(Clone, Debug)]
@@ -310,6 +310,13 @@ impl Service {
             connectors: config.connectors.iter().map(|c| (&c.id, c)).collect(),
         };
         graph.check_types();
+        // Storage first: exporters with a persistent queue look theirs up while building.
+        let (storage, storage_errors) = crate::storage::build_extensions(config);
+        graph.errors.extend(storage_errors);
+        graph
+            .errors
+            .extend(crate::storage::check_references(config, &storage));
+        graph.ctx.storage = storage;
         let telemetry_config: Option<TelemetryConfig> = graph.collect(
             sluice_config::decode(&config.service.telemetry, &config.service.telemetry_path)
                 .map_err(ConfigErrors::from),

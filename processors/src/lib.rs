@@ -22,6 +22,7 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         Arc::new(attributes::AttributesProcessorFactory),
         Arc::new(attributes::ResourceProcessorFactory),
         Arc::new(filter::FilterProcessorFactory),
+        Arc::new(memory_limiter::MemoryLimiterProcessorFactory),
     ]
 }
 

@@ -22,6 +22,7 @@ pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
         Arc::new(otlp::OtlpReceiverFactory),
         Arc::new(hostmetrics::HostMetricsReceiverFactory),
         Arc::new(cgroups::CgroupsReceiverFactory),
+        Arc::new(nop::NopReceiverFactory),
         #[cfg(feature = "docker")]
         Arc::new(docker_stats::DockerStatsReceiverFactory),
         #[cfg(feature = "kafka")]

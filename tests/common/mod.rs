@@ -1,6 +1,7 @@
 //! Starts the real `sluice` binary for end-to-end tests and reads what it wrote.
 #![allow(dead_code)]
 
+pub mod otlp_sink;
 pub mod scripted_http;
 
 use std::io::{Read, Write};

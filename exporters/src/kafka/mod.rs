@@ -3,7 +3,7 @@
 //! reports every one of its messages delivered.
 
 mod config;
-mod messages;
+pub mod messages;
 #[cfg(test)]
 mod tests;
 

@@ -2,6 +2,7 @@
 //! with several consumers, retries with exponential backoff, and a per-attempt timeout. An
 //! exporter only implements [`Export`]: one attempt to send one batch.
 
+mod persistent;
 mod retry;
 mod settings;
 
@@ -40,6 +41,8 @@ struct Inner<S: Signal> {
     export: Arc<dyn Export<S>>,
     settings: HelperSettings,
     queue: Option<SizedQueue<Batch<S>>>,
+    /// Set instead of `queue` when `sending_queue.storage` names a `file_storage` extension.
+    persistent: Option<persistent::Persistent>,
     stats: Stats,
     /// Batches taken into the queue and not yet finished (sent or given up), so a flush can
     /// wait for the queue to be empty *and* the workers idle.
@@ -142,18 +145,34 @@ impl<S: Signal> ExportHelper<S> {
         let item = S::ITEM_NAME;
         let labels = [("exporter", name)];
         let queue_labels = [("exporter", name), ("data_type", S::KIND.as_str())];
-        let queue = settings
-            .queue
-            .enabled
-            .then(|| SizedQueue::new(settings.queue.queue_size.0 as usize));
-        if let Some(q) = &queue {
+        let persistent = match (&settings.queue.storage, settings.queue.enabled) {
+            (Some(storage), true) => Some(persistent::Persistent::new(
+                name,
+                S::KIND.as_str(),
+                storage,
+                ctx,
+            )),
+            _ => None,
+        };
+        let queue = (settings.queue.enabled && persistent.is_none())
+            .then(|| SizedQueue::new(settings.queue.capacity() as usize));
+        let capacity = match (&queue, &persistent) {
+            (Some(q), _) => Some(q.capacity() as i64),
+            // Without a queue_size of its own a persistent queue is bounded by its disk cap.
+            (None, Some(p)) => match settings.queue.queue_size {
+                Some(size) => Some(size.0 as i64),
+                None => p.disk_cap().map(|cap| cap as i64),
+            },
+            (None, None) => None,
+        };
+        if let Some(capacity) = capacity {
             metrics
                 .gauge(
                     "otelcol_exporter_queue_capacity",
                     "Fixed capacity of the sending queue, in the sizer's unit",
                     &queue_labels,
                 )
-                .set(q.capacity() as i64);
+                .set(capacity);
         }
         let stats = Stats {
             sent: metrics.counter(
@@ -183,6 +202,7 @@ impl<S: Signal> ExportHelper<S> {
                 export,
                 settings,
                 queue,
+                persistent,
                 stats,
                 unfinished: tokio::sync::watch::Sender::new(0),
             }),
@@ -194,6 +214,28 @@ impl<S: Signal> ExportHelper<S> {
     /// The helper as a pipeline consumer and as a lifecycle (both are the same object).
     pub fn parts(self: &Arc<Self>) -> (DynConsumer<S>, Arc<dyn Lifecycle>) {
         (self.clone(), self.clone())
+    }
+
+    /// Waits for the workers until `deadline`, then aborts those still running.
+    async fn stop_workers(&self, deadline: Instant) {
+        let workers: Vec<JoinHandle<()>> = match self.workers.lock() {
+            Ok(mut w) => w.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
+        let finished = tokio::time::timeout_at(deadline, futures::future::join_all(workers)).await;
+        if finished.is_err() {
+            for abort in &aborts {
+                abort.abort();
+            }
+            // Aborting takes effect at the tasks' next await; wait for that so nothing
+            // touches the queue after it is finished.
+            for abort in aborts {
+                while !abort.is_finished() {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
     }
 }
 
@@ -214,6 +256,21 @@ impl<S: Signal> Inner<S> {
 
     /// Sends with retries; the final outcome is counted and logged here.
     async fn send(&self, batch: &Batch<S>) -> Outcome {
+        match self.send_until(batch, None).await {
+            Some(outcome) => outcome,
+            None => Err(DeliveryError::retryable(
+                "collector shut down before the data was delivered",
+            )),
+        }
+    }
+
+    /// Like `send`, but gives up waiting between attempts once `stop` turns true, returning
+    /// `None` (the caller keeps the data).
+    async fn send_until(
+        &self,
+        batch: &Batch<S>,
+        mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Option<Outcome> {
         let mut backoff = Backoff::new(&self.settings.retry);
         loop {
             let attempt =
@@ -221,7 +278,7 @@ impl<S: Signal> Inner<S> {
             let error = match attempt {
                 Ok(Ok(())) => {
                     self.stats.sent.add(batch.items() as u64);
-                    return Ok(());
+                    return Some(Ok(()));
                 }
                 Ok(Err(e)) => e,
                 Err(_) => DeliveryError::retryable(format!(
@@ -237,7 +294,15 @@ impl<S: Signal> Inner<S> {
             match retry_in {
                 Some(wait) => {
                     tracing::warn!(exporter = %self.name, error = %error, retry_in = ?wait, "export failed, will retry");
-                    tokio::time::sleep(wait).await;
+                    match stop.as_mut() {
+                        Some(stop) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(wait) => {}
+                                _ = stop.wait_for(|s| *s) => return None,
+                            }
+                        }
+                        None => tokio::time::sleep(wait).await,
+                    }
                 }
                 None => {
                     self.stats.failed.add(batch.items() as u64);
@@ -248,7 +313,7 @@ impl<S: Signal> Inner<S> {
                         items = batch.items(),
                         "export failed; dropping data"
                     );
-                    return Err(error);
+                    return Some(Err(error));
                 }
             }
         }
@@ -259,6 +324,10 @@ impl<S: Signal> Inner<S> {
 impl<S: Signal> Consumer<S> for ExportHelper<S> {
     async fn consume(&self, mut batch: Batch<S>) {
         let inner = &self.inner;
+        if let Some(p) = &inner.persistent {
+            persistent::enqueue(inner, p, batch).await;
+            return;
+        }
         let Some(queue) = &inner.queue else {
             // Without a queue the sender waits for delivery; the send runs in its own task so
             // the receiver's admission wait does not cut retries short. Shutdown waits for it.
@@ -317,6 +386,18 @@ fn queue_full() -> DeliveryError {
 #[async_trait]
 impl<S: Signal> Lifecycle for ExportHelper<S> {
     async fn start(&self) -> Result<(), StartError> {
+        if let Some(p) = &self.inner.persistent {
+            p.open(&self.inner).await?;
+            p.update_gauges(&self.inner);
+            let mut workers = self
+                .workers
+                .lock()
+                .map_err(|_| StartError::new(&self.inner.name, "worker list poisoned"))?;
+            for _ in 0..self.inner.settings.queue.num_consumers.max(1) {
+                workers.push(tokio::spawn(persistent::work(self.inner.clone())));
+            }
+            return Ok(());
+        }
         if self.inner.queue.is_none() {
             return Ok(());
         }
@@ -343,7 +424,9 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
     /// included, up to `deadline`).
     async fn flush(&self, deadline: Instant) {
         let idle = async {
-            if self.inner.queue.is_some() {
+            if let Some(q) = self.inner.persistent.as_ref().and_then(|p| p.queue()) {
+                q.wait_empty().await;
+            } else if self.inner.queue.is_some() {
                 let mut unfinished = self.inner.unfinished.subscribe();
                 let _ = unfinished.wait_for(|n| *n == 0).await;
             } else {
@@ -357,6 +440,14 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
     }
 
     async fn shutdown(&self, deadline: Instant) {
+        if let Some(p) = &self.inner.persistent {
+            // Undelivered records are safe in the log: stop handing them out, let sends in
+            // progress finish until the deadline, and keep the rest for the next start.
+            p.stop();
+            self.stop_workers(deadline).await;
+            p.finish(&self.inner).await;
+            return;
+        }
         let Some(queue) = &self.inner.queue else {
             if tokio::time::timeout_at(deadline, self.inline_sends.write())
                 .await
@@ -367,17 +458,7 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             return;
         };
         queue.close();
-        let workers: Vec<JoinHandle<()>> = match self.workers.lock() {
-            Ok(mut w) => w.drain(..).collect(),
-            Err(_) => Vec::new(),
-        };
-        let aborts: Vec<_> = workers.iter().map(|w| w.abort_handle()).collect();
-        let finished = tokio::time::timeout_at(deadline, futures::future::join_all(workers)).await;
-        if finished.is_err() {
-            for abort in aborts {
-                abort.abort();
-            }
-        }
+        self.stop_workers(deadline).await;
         // Whatever is still queued now (deadline passed, or the workers are gone) is lost.
         let left = queue.drain();
         if !left.is_empty() {
@@ -528,6 +609,162 @@ mod tests {
                 .shutdown(Instant::now() + Duration::from_secs(1))
                 .await;
         }
+    }
+
+    fn persistent_ctx(dir: &std::path::Path) -> BuildContext {
+        let config = crate::storage::FileStorageConfig {
+            directory: dir.to_path_buf(),
+            ..Default::default()
+        };
+        BuildContext {
+            storage: crate::storage::StorageExtensions::new([crate::storage::FileStorage {
+                id: "file_storage".into(),
+                config,
+            }]),
+            ..BuildContext::default()
+        }
+    }
+
+    fn persistent_settings(wait: bool) -> HelperSettings {
+        let mut s = settings(true, wait);
+        s.queue.storage = Some("file_storage".into());
+        s.queue.num_consumers = 2;
+        s
+    }
+
+    /// Counts the log records it accepts.
+    struct Sink(AtomicUsize);
+
+    #[async_trait]
+    impl Export<Logs> for Sink {
+        async fn export(&self, batch: &Batch<Logs>) -> Result<(), DeliveryError> {
+            self.0.fetch_add(batch.items(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn persistent_queue_acknowledges_when_stored_and_delivers_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = persistent_ctx(dir.path());
+        let down = Arc::new(Flaky {
+            failures: AtomicUsize::new(usize::MAX),
+            calls: AtomicUsize::new(0),
+            permanent: false,
+        });
+        let helper = ExportHelper::<Logs>::new("out", persistent_settings(false), down, &ctx);
+        let (consumer, lifecycle) = helper.parts();
+        lifecycle.start().await.unwrap();
+        for _ in 0..3 {
+            let outcome = deliver(
+                &consumer,
+                Batch::from_resources(two_logs()),
+                Duration::from_secs(5),
+            )
+            .await;
+            assert_eq!(outcome, Ok(()));
+        }
+        // Retrying forever against a dead destination: shutdown leaves the data on disk.
+        lifecycle
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+        let text = ctx.telemetry.metrics.render();
+        let queued: i64 = text
+            .lines()
+            .find(|l| l.starts_with("otelcol_exporter_queue_size{exporter=\"out\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap();
+        assert!(queued > 0, "{text}");
+
+        let sink = Arc::new(Sink(AtomicUsize::new(0)));
+        let helper =
+            ExportHelper::<Logs>::new("out", persistent_settings(false), sink.clone(), &ctx);
+        let (_, lifecycle) = helper.parts();
+        lifecycle.start().await.unwrap();
+        lifecycle
+            .flush(Instant::now() + Duration::from_secs(10))
+            .await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 6);
+        lifecycle
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn persistent_queue_with_wait_for_delivery_answers_after_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = persistent_ctx(dir.path());
+        let gate = Arc::new(Gate(tokio::sync::Semaphore::new(0), AtomicUsize::new(0)));
+        let helper =
+            ExportHelper::<Logs>::new("out", persistent_settings(true), gate.clone(), &ctx);
+        let (consumer, lifecycle) = helper.parts();
+        lifecycle.start().await.unwrap();
+        let pending = tokio::spawn(async move {
+            deliver(
+                &consumer,
+                Batch::from_resources(two_logs()),
+                Duration::from_secs(5),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pending.is_finished());
+        gate.0.add_permits(10);
+        assert_eq!(pending.await.unwrap(), Ok(()));
+        assert_eq!(gate.1.load(Ordering::SeqCst), 1);
+        lifecycle
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+    }
+
+    /// A record was acknowledged once it was in the log, so failing to read it back (EIO, or
+    /// the blocking reader dying) must delay its delivery, never drop it.
+    #[tokio::test]
+    async fn persistent_queue_read_failures_are_retried_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = persistent_ctx(dir.path());
+        let sink = Arc::new(Sink(AtomicUsize::new(0)));
+        let helper =
+            ExportHelper::<Logs>::new("out", persistent_settings(false), sink.clone(), &ctx);
+        let (consumer, lifecycle) = helper.parts();
+        lifecycle.start().await.unwrap();
+        let queue = helper
+            .inner
+            .persistent
+            .as_ref()
+            .and_then(|p| p.queue())
+            .unwrap()
+            .clone();
+        use crate::storage::ReadFault;
+        queue.inject_read_faults(&[ReadFault::Io, ReadFault::Panic, ReadFault::Io]);
+        let outcome = deliver(
+            &consumer,
+            Batch::from_resources(two_logs()),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(outcome, Ok(()));
+        lifecycle
+            .flush(Instant::now() + Duration::from_secs(20))
+            .await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 2);
+        let text = ctx.telemetry.metrics.render();
+        assert!(
+            !text.contains("otelcol_exporter_send_failed_log_records_total{exporter=\"out\"} 2"),
+            "{text}"
+        );
+        lifecycle
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_storage_that_is_not_enabled_fails_the_start() {
+        let ctx = BuildContext::default();
+        let sink = Arc::new(Sink(AtomicUsize::new(0)));
+        let helper = ExportHelper::<Logs>::new("out", persistent_settings(false), sink, &ctx);
+        let error = helper.parts().1.start().await.unwrap_err();
+        assert!(error.to_string().contains("file_storage"), "{error}");
     }
 
     fn two_logs() -> Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs> {

@@ -12,8 +12,10 @@ pub struct QueueSettings {
     pub enabled: bool,
     /// Batches sent concurrently (default 10).
     pub num_consumers: usize,
-    /// Capacity in the sizer's unit (default 64MiB of encoded OTLP).
-    pub queue_size: ByteSize,
+    /// Capacity in the sizer's unit. Default: 64MiB of encoded OTLP for a memory queue; for a
+    /// persistent queue no limit of its own, so the `file_storage` disk cap (`max_size`) is
+    /// what fills up during a long outage.
+    pub queue_size: Option<ByteSize>,
     /// What `queue_size` counts: `bytes` (default), `items` or `requests`.
     pub sizer: Sizer,
     /// When full, make senders wait, which reaches clients as 429 / RESOURCE_EXHAUSTED
@@ -22,6 +24,25 @@ pub struct QueueSettings {
     pub block_on_overflow: bool,
     /// Answer the sender only once the data is delivered, not when it is queued (default false).
     pub wait_for_delivery: bool,
+    /// A `file_storage` extension id (e.g. `file_storage/queue`): keep the queue in a
+    /// crash-safe log on disk instead of memory (default none). The sender is answered once
+    /// the batch is in the log (per the extension's `fsync`), undelivered data survives
+    /// restarts and crashes, and `queue_size` then bounds what waits on disk.
+    pub storage: Option<String>,
+}
+
+/// The memory queue's capacity when `queue_size` is not set.
+const DEFAULT_MEMORY_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
+
+impl QueueSettings {
+    /// `queue_size` as configured, or the default for this kind of queue.
+    pub fn capacity(&self) -> u64 {
+        match (self.queue_size, &self.storage) {
+            (Some(size), _) => size.0,
+            (None, None) => DEFAULT_MEMORY_QUEUE_BYTES,
+            (None, Some(_)) => u64::MAX,
+        }
+    }
 }
 
 impl Default for QueueSettings {
@@ -29,10 +50,11 @@ impl Default for QueueSettings {
         QueueSettings {
             enabled: true,
             num_consumers: 10,
-            queue_size: ByteSize(64 * 1024 * 1024),
+            queue_size: None,
             sizer: Sizer::Bytes,
             block_on_overflow: true,
             wait_for_delivery: false,
+            storage: None,
         }
     }
 }

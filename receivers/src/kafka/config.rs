@@ -37,11 +37,21 @@ pub struct KafkaReceiverConfig {
     /// Where messages that cannot be decoded are copied before being skipped.
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Messages of one partition handed to the pipeline before the oldest of them is
+    /// acknowledged (default 1: a partition's messages go through in order, one at a time,
+    /// while different partitions proceed side by side). Offsets are committed in order
+    /// whatever this is: only up to the oldest message not yet acknowledged.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_per_partition: usize,
     #[serde(default)]
     pub auth: AuthSettings,
     /// librdkafka properties set as given, last.
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
+}
+
+fn default_max_in_flight() -> usize {
+    1
 }
 
 fn default_group_id() -> String {
@@ -127,6 +137,9 @@ impl KafkaReceiverConfig {
         }
         if self.group_id.is_empty() {
             return Err(("group_id", "must not be empty".into()));
+        }
+        if self.max_in_flight_per_partition == 0 {
+            return Err(("max_in_flight_per_partition", "must be at least 1".into()));
         }
         Ok(())
     }

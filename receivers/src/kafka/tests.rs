@@ -10,6 +10,7 @@ use rdkafka::mocking::MockCluster;
 use sluice_config::{ComponentConfig, ComponentId, ComponentKind, Pos, parse_yaml};
 use sluice_pipeline::codec::{encode_json, encode_proto};
 use sluice_pipeline::{Consumer as PipelineConsumer, Outcome};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
@@ -132,26 +133,35 @@ fn start_receiver(yaml: &str, outputs: ReceiverOutputs) -> Arc<KafkaReceiver> {
 
 /// The group's committed offset of partition 0 of `topic`, once it reaches `want`.
 fn committed_reaches(brokers: &str, group: &str, topic: &str, want: i64) {
+    committed_reaches_at(brokers, group, topic, 0, want)
+}
+
+/// The group's committed offset of one partition of `topic`, if any.
+fn committed(brokers: &str, group: &str, topic: &str, partition: i32) -> Option<Offset> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
-    list.add_partition(topic, 0);
+    list.add_partition(topic, partition);
+    consumer
+        .committed_offsets(list, Duration::from_secs(5))
+        .ok()
+        .and_then(|l| l.find_partition(topic, partition).map(|p| p.offset()))
+}
+
+fn committed_reaches_at(brokers: &str, group: &str, topic: &str, partition: i32, want: i64) {
     let mut last = None;
     for _ in 0..300 {
-        let got = consumer
-            .committed_offsets(list.clone(), Duration::from_secs(5))
-            .ok()
-            .and_then(|l| l.find_partition(topic, 0).map(|p| p.offset()));
+        let got = committed(brokers, group, topic, partition);
         if got == Some(Offset::Offset(want)) {
             return;
         }
         last = got;
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("committed offset of {topic} is {last:?}, not {want}");
+    panic!("committed offset of {topic}/{partition} is {last:?}, not {want}");
 }
 
 #[tokio::test]
@@ -328,4 +338,111 @@ fn configuration_errors_are_reported_at_build() {
     let cfg: KafkaReceiverConfig = decode_config(&component("{}")).unwrap();
     assert_eq!(cfg.group_id, "otel-collector");
     assert_eq!(cfg.topic(SignalKind::Metrics), "otlp_metrics");
+}
+
+/// Keeps every batch unanswered, for the test to settle when and how it likes.
+struct Hold {
+    tx: mpsc::UnboundedSender<Batch<Logs>>,
+}
+
+#[async_trait]
+impl PipelineConsumer<Logs> for Hold {
+    async fn consume(&self, batch: Batch<Logs>) {
+        let _ = self.tx.send(batch);
+    }
+}
+
+fn body_of(batch: &Batch<Logs>) -> String {
+    match &batch.resources()[0].scope_logs[0].log_records[0].body {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s)),
+        }) => s.clone(),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+async fn next_held(rx: &mut mpsc::UnboundedReceiver<Batch<Logs>>) -> Batch<Logs> {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("no batch reached the pipeline")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_proceed_side_by_side_and_commit_in_order() {
+    let cluster = MockCluster::new(1).unwrap();
+    let b = cluster.bootstrap_servers();
+    cluster.create_topic("wide", 2, 1).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .create()
+        .unwrap();
+    for partition in 0..2 {
+        for i in 0..3 {
+            let payload = proto::<Logs>(&logs(&format!("p{partition}-{i}")));
+            producer
+                .send(
+                    FutureRecord::<(), [u8]>::to("wide")
+                        .partition(partition)
+                        .payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let receiver = start_receiver(
+        &format!(
+            "brokers: {b}\ninitial_offset: earliest\ngroup_id: g4\ntopic: wide\nmax_in_flight_per_partition: 2"
+        ),
+        ReceiverOutputs {
+            logs: Some(Arc::new(Hold { tx })),
+            ..Default::default()
+        },
+    );
+    receiver.start().await.unwrap();
+
+    // Two per partition in the pipeline at once, none acknowledged; the third of each waits.
+    let mut held: HashMap<String, Batch<Logs>> = HashMap::new();
+    for _ in 0..4 {
+        let batch = next_held(&mut rx).await;
+        held.insert(body_of(&batch), batch);
+    }
+    let mut names: Vec<&str> = held.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["p0-0", "p0-1", "p1-0", "p1-1"]);
+
+    // Partition 1 is acknowledged in order, partition 0 only its later message.
+    for name in ["p0-1", "p1-0", "p1-1"] {
+        held.remove(name).unwrap().settle(&Ok(()));
+    }
+    let batch = next_held(&mut rx).await;
+    assert_eq!(body_of(&batch), "p1-2", "partition 0 is still full");
+    batch.settle(&Ok(()));
+    let brokers = b.clone();
+    tokio::task::spawn_blocking(move || committed_reaches_at(&brokers, "g4", "wide", 1, 3))
+        .await
+        .unwrap();
+    // Partition 0 commits nothing past its unacknowledged first message.
+    let brokers = b.clone();
+    let p0 = tokio::task::spawn_blocking(move || committed(&brokers, "g4", "wide", 0))
+        .await
+        .unwrap();
+    assert!(
+        !matches!(p0, Some(Offset::Offset(n)) if n > 0),
+        "partition 0 committed {p0:?} before its first message was acknowledged"
+    );
+
+    held.remove("p0-0").unwrap().settle(&Ok(()));
+    let batch = next_held(&mut rx).await;
+    assert_eq!(body_of(&batch), "p0-2");
+    batch.settle(&Ok(()));
+    let brokers = b.clone();
+    tokio::task::spawn_blocking(move || committed_reaches_at(&brokers, "g4", "wide", 0, 3))
+        .await
+        .unwrap();
+    receiver
+        .shutdown(Instant::now() + Duration::from_secs(10))
+        .await;
 }

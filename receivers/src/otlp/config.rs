@@ -31,7 +31,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 pub struct GrpcConfig {
     /// Listen address (default `localhost:4317`).
     pub endpoint: String,
-    /// Largest request accepted, after decompression, in MiB (default 4, as in the collector).
+    /// Largest message accepted, in MiB, both as declared in its gRPC prefix (checked before it
+    /// is read) and after decompression (default 4, as in the collector). A larger one is
+    /// refused with RESOURCE_EXHAUSTED without RetryInfo, so clients do not retry it.
     pub max_recv_msg_size_mib: u64,
     /// Serve TLS with this certificate (and require client certificates when
     /// `client_ca_file` is set).

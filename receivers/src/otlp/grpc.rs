@@ -1,35 +1,29 @@
-//! OTLP/gRPC: the three collector services on one tonic server.
+//! OTLP/gRPC: the three collector services on one tonic server (TLS, HTTP/2 settings,
+//! graceful shutdown), each a hand-written service that sees the raw request: it reads the
+//! 5-byte message prefix, checks the declared length against `max_recv_msg_size_mib` and the
+//! admission budget (without reserving it), and only then reads the message, reserving its
+//! bytes as they arrive, within [`MESSAGE_READ_TIMEOUT`]; then decompresses and decodes it.
 
+use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
-use sluice_pipeline::{DeliveryError, Signal};
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use sluice_pipeline::admission::{Admission, Permit, Refusal};
+use sluice_pipeline::{DeliveryError, Logs, Metrics, Signal, Traces};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::codec::CompressionEncoding;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Context, Poll, Service};
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::unpack::{Compression, Encoding, UnpackError, unpack};
 use super::{GrpcConfig, Outputs, SignalSink, Transport, retry_after, stopped};
 
 /// OTLP's mapping of delivery errors to gRPC codes: throttling is RESOURCE_EXHAUSTED with
@@ -55,81 +49,336 @@ fn status_for(error: &DeliveryError) -> Status {
     }
 }
 
-async fn export<S: Signal>(sink: &SignalSink<S>, request: S::Request) -> Result<(), Status> {
-    let bytes = request.encoded_len();
-    sink.accept(S::from_request(request), bytes, Transport::Grpc)
-        .await
-        .map_err(|e| status_for(&e))
+/// A request larger than the whole in-flight budget is RESOURCE_EXHAUSTED without RetryInfo,
+/// like one over `max_recv_msg_size_mib`: retrying it can never succeed.
+fn refused(refusal: &Refusal) -> Status {
+    if refusal.is_permanent() {
+        return Status::resource_exhausted(refusal.to_string());
+    }
+    status_for(&refusal.to_delivery_error())
 }
 
-struct Service<S: Signal>(Arc<SignalSink<S>>);
+/// How long a client has to send its whole request (prefix, message and end of stream) once
+/// the call started. A stalled client would otherwise hold the bytes it has sent, and the
+/// call, forever. The call then ends with DEADLINE_EXCEEDED (the server's deadline for the
+/// upload passed; OTLP clients retry it) and its bytes are given back.
+pub(crate) const MESSAGE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-macro_rules! grpc_service {
-    ($trait:ident, $signal:ty, $request:ty, $response:ty) => {
-        #[tonic::async_trait]
-        impl $trait for Service<$signal> {
-            async fn export(
-                &self,
-                request: Request<$request>,
-            ) -> Result<Response<$response>, Status> {
-                export::<$signal>(&self.0, request.into_inner()).await?;
-                Ok(Response::new(<$response>::default()))
+fn read_timed_out() -> Status {
+    Status::deadline_exceeded(format!(
+        "the request was not received within {}s",
+        MESSAGE_READ_TIMEOUT.as_secs()
+    ))
+}
+
+/// A message over `max_recv_msg_size_mib`: RESOURCE_EXHAUSTED without RetryInfo, as grpc-go
+/// answers it, so clients do not retry what can never fit.
+fn too_large(size: Option<usize>, limit: usize) -> Status {
+    let size = size.map_or_else(|| "more".to_string(), |s| s.to_string());
+    Status::resource_exhausted(format!(
+        "received message larger than max ({size} vs. {limit} bytes, max_recv_msg_size_mib)"
+    ))
+}
+
+/// Encodings the services accept, sent with UNIMPLEMENTED answers to an unknown one.
+const ACCEPT_ENCODING: &str = "gzip,zstd,deflate,identity";
+
+/// The gRPC service name per signal; the router dispatches on it.
+pub(crate) trait GrpcSignal: Signal {
+    const SERVICE: &'static str;
+}
+impl GrpcSignal for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+impl GrpcSignal for Metrics {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+}
+impl GrpcSignal for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+
+struct Shared<S: Signal> {
+    sink: Arc<SignalSink<S>>,
+    admission: Admission,
+    /// `max_recv_msg_size_mib` in bytes, for the message as sent and as decompressed.
+    limit: usize,
+    export_path: String,
+}
+
+struct OtlpService<S: Signal>(Arc<Shared<S>>, PhantomData<S>);
+
+impl<S: Signal> Clone for OtlpService<S> {
+    fn clone(&self) -> Self {
+        OtlpService(self.0.clone(), PhantomData)
+    }
+}
+
+impl<S: GrpcSignal> NamedService for OtlpService<S> {
+    const NAME: &'static str = S::SERVICE;
+}
+
+impl<S: GrpcSignal> Service<Request<Body>> for OtlpService<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let shared = self.0.clone();
+        Box::pin(async move {
+            Ok(match shared.export(request).await {
+                Ok(()) => ok_response(),
+                Err(status) => status_response(&status),
+            })
+        })
+    }
+}
+
+/// The next chunk of request data: `None` at the end of the stream (trailers and empty
+/// frames are skipped).
+async fn next_data(body: &mut Body) -> Result<Option<Bytes>, Status> {
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    return Ok(Some(data));
+                }
+            }
+            Some(Err(e)) => {
+                return Err(Status::cancelled(format!(
+                    "cannot read request: {}",
+                    e.message()
+                )));
+            }
+            None => return Ok(None),
+        }
+    }
+}
+
+/// A unary call carries exactly one message. Data after it, in the same frame or a later one,
+/// is refused with INVALID_ARGUMENT: the client sent a malformed request, which a retry would
+/// not fix (UNIMPLEMENTED would claim the method does not exist).
+fn second_message() -> Status {
+    Status::invalid_argument("more than one message in a unary call")
+}
+
+impl<S: GrpcSignal> Shared<S> {
+    async fn export(&self, request: Request<Body>) -> Result<(), Status> {
+        let (parts, body) = request.into_parts();
+        if parts.uri.path() != self.export_path {
+            return Err(Status::unimplemented(format!(
+                "unknown method {}",
+                parts.uri.path()
+            )));
+        }
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !(content_type == "application/grpc"
+            || content_type.starts_with("application/grpc+proto"))
+        {
+            return Err(Status::invalid_argument(format!(
+                "unsupported content-type `{content_type}`; use application/grpc"
+            )));
+        }
+        let encoding = parts
+            .headers
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let compression = Compression::from_name(&encoding).map_err(|_| {
+            let mut status = Status::unimplemented(format!(
+                "unsupported grpc-encoding `{encoding}`; use gzip, zstd, deflate or identity"
+            ));
+            status.metadata_mut().insert(
+                "grpc-accept-encoding",
+                tonic::metadata::MetadataValue::from_static(ACCEPT_ENCODING),
+            );
+            status
+        })?;
+        // Refused before a byte of the message is read.
+        self.admission.check().map_err(|r| refused(&r))?;
+        let message =
+            tokio::time::timeout(MESSAGE_READ_TIMEOUT, self.read_message(body, compression))
+                .await
+                .map_err(|_| read_timed_out())??;
+        let (message, compressed, permit) = message;
+        let compression = if compressed {
+            compression
+        } else {
+            Compression::None
+        };
+        let (unpacked, permit) =
+            unpack::<S>(message, compression, Encoding::Proto, self.limit, permit).await;
+        let (resources, size) = unpacked.map_err(|e| match e {
+            UnpackError::TooLarge => too_large(None, self.limit),
+            UnpackError::Refused(r) => refused(&r),
+            UnpackError::UnsupportedEncoding(e) => {
+                Status::unimplemented(format!("unsupported grpc-encoding `{e}`"))
+            }
+            UnpackError::Invalid(message) => Status::invalid_argument(message),
+            UnpackError::Internal(message) => Status::internal(message),
+        })?;
+        let outcome = self.sink.accept(resources, size, Transport::Grpc).await;
+        // Held until the client is answered.
+        drop(permit);
+        outcome.map_err(|e| status_for(&e))
+    }
+
+    /// Reads the one message of the call and the end of the stream: the message, whether it is
+    /// compressed, and the permit holding its bytes. The declared length is checked against
+    /// the limit and the budget before the message is read, but its bytes are reserved only as
+    /// they arrive, so a client that declares a large message and stalls holds nothing.
+    async fn read_message(
+        &self,
+        mut body: Body,
+        compression: Compression,
+    ) -> Result<(Bytes, bool, Permit), Status> {
+        let mut buf = BytesMut::new();
+        while buf.len() < 5 {
+            match next_data(&mut body).await? {
+                Some(data) => buf.extend_from_slice(&data),
+                None => {
+                    return Err(Status::invalid_argument(
+                        "the request holds no complete message",
+                    ));
+                }
             }
         }
-    };
+        let flag = buf[0];
+        let declared = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if declared > self.limit {
+            return Err(too_large(Some(declared), self.limit));
+        }
+        let compressed = match flag {
+            0 => false,
+            1 if compression != Compression::None => true,
+            1 => {
+                return Err(Status::invalid_argument(
+                    "message marked compressed without a grpc-encoding",
+                ));
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid message flag {other}"
+                )));
+            }
+        };
+        self.admission.precheck(declared).map_err(|r| refused(&r))?;
+        let mut permit = self.admission.reserve(0).map_err(|r| refused(&r))?;
+        let want = 5 + declared;
+        if buf.len() > want {
+            return Err(second_message());
+        }
+        permit.grow(buf.len() - 5).map_err(|r| refused(&r))?;
+        // No capacity for the declared length up front: that would be allocating for bytes
+        // that may never come.
+        while buf.len() < want {
+            let Some(data) = next_data(&mut body).await? else {
+                return Err(Status::invalid_argument(format!(
+                    "the request ended {} bytes into a {declared}-byte message",
+                    buf.len() - 5
+                )));
+            };
+            if buf.len() + data.len() > want {
+                return Err(second_message());
+            }
+            permit.grow(data.len()).map_err(|r| refused(&r))?;
+            buf.extend_from_slice(&data);
+        }
+        // Only the end of the stream may follow; any more data is a second message.
+        if next_data(&mut body).await?.is_some() {
+            return Err(second_message());
+        }
+        buf.advance(5);
+        Ok((buf.freeze(), compressed, permit))
+    }
 }
-grpc_service!(
-    TraceService,
-    sluice_pipeline::Traces,
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse
-);
-grpc_service!(
-    MetricsService,
-    sluice_pipeline::Metrics,
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse
-);
-grpc_service!(
-    LogsService,
-    sluice_pipeline::Logs,
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse
-);
+
+/// A successful unary answer: one empty `Export*ServiceResponse` message and an OK status.
+/// Partial success is never reported: a request is accepted or refused as a whole.
+fn ok_response() -> Response<Body> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let frames = futures::stream::iter([
+        Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(&[0, 0, 0, 0, 0]))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ]);
+    let mut response = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// A trailers-only answer carrying `status`.
+fn status_response(status: &Status) -> Response<Body> {
+    let mut response = Response::new(Body::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    if status.add_header(headers).is_err() {
+        // Only a message that cannot be a header value gets here: keep the code.
+        headers.insert("grpc-status", HeaderValue::from(status.code() as i32));
+    }
+    response
+}
+
+fn service<S: GrpcSignal>(
+    sink: &Option<Arc<SignalSink<S>>>,
+    admission: &Admission,
+    limit: usize,
+) -> Option<OtlpService<S>> {
+    sink.clone().map(|sink| {
+        OtlpService(
+            Arc::new(Shared {
+                sink,
+                admission: admission.clone(),
+                limit,
+                export_path: format!("/{}/Export", S::SERVICE),
+            }),
+            PhantomData,
+        )
+    })
+}
 
 pub(crate) fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     config: &GrpcConfig,
     outputs: &Outputs,
+    admission: &Admission,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let limit = usize::try_from(config.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX);
+    if admission.budget() < limit {
+        tracing::warn!(
+            address = ?listener.local_addr().ok(),
+            budget_bytes = admission.budget(),
+            max_recv_msg_size_bytes = limit,
+            "the in-flight budget (memory_limiter spike limit) is smaller than max_recv_msg_size_mib: \
+             messages larger than the budget (compressed plus decompressed size) are refused for good"
+        );
+    }
     // Only the signals some pipeline takes are served; the others answer UNIMPLEMENTED.
-    let traces = outputs.traces.clone().map(|s| {
-        TraceServiceServer::new(Service(s))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(limit)
-    });
-    let metrics = outputs.metrics.clone().map(|s| {
-        MetricsServiceServer::new(Service(s))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(limit)
-    });
-    let logs = outputs.logs.clone().map(|s| {
-        LogsServiceServer::new(Service(s))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(limit)
-    });
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
-        .add_optional_service(traces)
-        .add_optional_service(metrics)
-        .add_optional_service(logs);
+        .add_optional_service(service(&outputs.traces, admission, limit))
+        .add_optional_service(service(&outputs.metrics, admission, limit))
+        .add_optional_service(service(&outputs.logs, admission, limit));
     tokio::spawn(async move {
         let served = match tls {
             Some(tls) => {

@@ -5,6 +5,7 @@ mod grpc;
 mod http;
 #[cfg(test)]
 mod tests;
+mod unpack;
 
 pub use config::{GrpcConfig, HttpConfig, OtlpConfig, Protocols};
 
@@ -105,7 +106,9 @@ impl OtlpReceiverFactory {
             &[b"h2", b"http/1.1"],
         )?;
         let name = config.id.to_string();
+        ctx.admission.report_to(&ctx.telemetry.metrics);
         Ok(Arc::new(OtlpReceiver {
+            admission: ctx.admission.clone(),
             grpc_tls,
             http_tls,
             name: name.clone(),
@@ -207,6 +210,8 @@ pub struct BoundAddresses {
 
 pub struct OtlpReceiver {
     name: String,
+    /// Consulted before a request's bytes are read.
+    admission: sluice_pipeline::admission::Admission,
     grpc_tls: Option<Arc<rustls::ServerConfig>>,
     http_tls: Option<Arc<rustls::ServerConfig>>,
     config: OtlpConfig,
@@ -255,6 +260,7 @@ impl Lifecycle for OtlpReceiver {
                     self.grpc_tls.clone(),
                     grpc,
                     &self.outputs,
+                    &self.admission,
                     stopped.clone(),
                 ));
             }
@@ -274,6 +280,7 @@ impl Lifecycle for OtlpReceiver {
                     self.http_tls.clone(),
                     http,
                     &self.outputs,
+                    &self.admission,
                     stopped.clone(),
                 ));
             }
