@@ -301,7 +301,7 @@ def scenario3(args):
 def scenario4(args):
     print("\n== 4. idle RSS, start to ready, binary size (benches/startup_idle.py)")
     subprocess.run([sys.executable, os.path.join(ROOT, "benches", "startup_idle.py"),
-                    str(max(args.runs, 1))], check=True)
+                    str(max(args.runs, 1)), SLUICE], check=True)
     with tempfile.TemporaryDirectory() as d:
         copy = os.path.join(d, "sluice")
         shutil.copy(SLUICE, copy)
@@ -398,9 +398,14 @@ def main():
                         "batches of 8000 items, a multiple of the 100-item requests, with no "
                         "byte cap; `{}` for sluice's defaults; see BENCHMARKS.md)")
     p.add_argument("--only", default="0,1,2,3,4,5", help="comma-separated scenarios to run")
+    p.add_argument("--sluice", default=SLUICE,
+                   help="the collector binary to measure (default target/release/sluice), "
+                        "e.g. a copy built with another allocator")
     p.add_argument("--quick", action="store_true",
                    help="1 run of 2 s each: checks the script works, measures nothing")
     args = p.parse_args()
+    global SLUICE
+    SLUICE = os.path.abspath(args.sluice)
     if args.quick:
         args.runs, args.duration, args.warmup, args.steady_duration = 1, 2, 0.5, 2
     for binary in (SLUICE, LOADGEN):

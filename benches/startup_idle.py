@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Start-to-ready time and idle memory of the release binary with the embedded default config.
 
-Usage: python3 benches/startup_idle.py [runs]   (after `cargo build --release`)
+Usage: python3 benches/startup_idle.py [runs] [binary]   (after `cargo build --release`)
 
-Each run starts `target/release/sluice` in a fresh directory, times how long until the OTLP gRPC
-and HTTP ports accept connections, waits 3 s, reads VmRSS, and stops it with SIGTERM. Prints the
-median and the range over the runs.
+Each run starts the binary (default `target/release/sluice`) in a fresh directory, times how
+long until the OTLP gRPC and HTTP ports accept connections, waits 3 s, reads VmRSS and its two
+parts (RssAnon: the process's own memory; RssFile: pages of the binary and shared libraries
+mapped from the page cache, clean and shared), and stops it with SIGTERM. Prints the median
+and the range over the runs.
 """
 import os, signal, socket, statistics, subprocess, sys, tempfile, time
 
@@ -27,11 +29,14 @@ def accepting(port):
 
 
 def rss_kib(pid):
+    """(VmRSS, RssAnon, RssFile) in KiB."""
+    values = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                values[key] = int(rest.split()[0])
+    return values.get("VmRSS", 0), values.get("RssAnon", 0), values.get("RssFile", 0)
 
 
 def one_run():
@@ -57,15 +62,20 @@ def one_run():
 
 
 def main():
+    global BINARY
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+    if len(sys.argv) > 2:
+        BINARY = sys.argv[2]
     results = [one_run() for _ in range(runs)]
     ready = [r[0] for r in results]
-    rss = [r[1] / 1024 for r in results]
     print(f"runs: {runs}")
     print(f"start to ports accepting: median {statistics.median(ready):.1f} ms "
           f"(min {min(ready):.1f}, max {max(ready):.1f})")
-    print(f"idle RSS after 3 s: median {statistics.median(rss):.1f} MiB "
-          f"(min {min(rss):.1f}, max {max(rss):.1f})")
+    for i, label in [(0, "idle RSS after 3 s"), (1, "  of which RssAnon"),
+                     (2, "  of which RssFile")]:
+        values = [r[1][i] / 1024 for r in results]
+        print(f"{label}: median {statistics.median(values):.1f} MiB "
+              f"(min {min(values):.1f}, max {max(values):.1f})")
 
 
 if __name__ == "__main__":

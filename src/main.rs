@@ -12,6 +12,17 @@ use sluice_config::{Config, ConfigErrors, Source};
 use sluice_pipeline::telemetry::{LogEncoding, TelemetryConfig};
 use sluice_pipeline::{Registry, Service, Telemetry};
 
+#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
+compile_error!("features `mimalloc` and `jemalloc` each set the global allocator: pick one");
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
 
 #[derive(Parser)]

@@ -140,7 +140,9 @@ fn chunk(size: usize) -> Vec<u8> {
 
 /// An upload that holds `chunks` × 64 KiB of the in-flight budget: its body is sent without
 /// its last chunk, so the receiver keeps the reservation until the connection closes.
-struct BudgetHolder(TcpStream);
+struct BudgetHolder {
+    upload: TcpStream,
+}
 
 impl BudgetHolder {
     fn start(c: &Collector, chunks: usize) -> BudgetHolder {
@@ -163,7 +165,12 @@ impl BudgetHolder {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        BudgetHolder(stream)
+        BudgetHolder { upload: stream }
+    }
+
+    /// Abandons the upload: the receiver sees the connection close and returns the reservation.
+    fn release(self) {
+        let _ = self.upload.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -206,7 +213,7 @@ fn http_requests_over_the_budget_are_refused_before_their_body_is_read() {
     assert!(response.starts_with("HTTP/1.1 429"), "{response}");
 
     // The holder goes away, and with it its reservation.
-    drop(holder);
+    holder.release();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while metric(&c, "sluice_admission_bytes_in_flight") > 0.0 {
         assert!(std::time::Instant::now() < deadline, "{}", c.metrics_text());
@@ -324,7 +331,7 @@ fn grpc_checks_the_declared_length_before_reading_the_message() {
         assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
         let retry = s.get_details_retry_info().expect("RetryInfo");
         assert!(retry.retry_delay.is_some(), "{s:?}");
-        drop(holder);
+        holder.release();
 
         // Not a protobuf message: INVALID_ARGUMENT.
         let s = raw_grpc(c.grpc, &[], frame(0, 4, &[0xff, 0xff, 0xff, 0xff])).await;

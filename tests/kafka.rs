@@ -1290,39 +1290,55 @@ fn a_broker_outage_in_a_steady_stream_loses_nothing_acknowledged() {
 
 #[test]
 fn a_consumer_group_of_two_shares_partitions_and_survives_a_stopped_member() {
-    group_of_two_loses_a_member("TERM");
+    let broker = Broker::start();
+    broker.create_topic("shared", 4);
+    group_of_two_loses_a_member(&broker.brokers(), "TERM");
 }
 
-/// The "kill one gateway mid-stream". Ignored because tansu 0.6.0 never evicts a
-/// member whose heartbeats stop: the survivor's heartbeats keep succeeding in the old
-/// generation (seen in librdkafka's `cgrp` debug log for 120 s with `session.timeout.ms`
-/// 6000), and a member joining later triggers a rebalance that still hands partitions to the
-/// dead member. Run it against a broker that expires sessions (`--ignored`).
+/// The "kill one gateway mid-stream", against tansu. Ignored because tansu 0.6.0
+/// never evicts a member whose heartbeats stop: the survivor's heartbeats keep succeeding in
+/// the old generation (seen in librdkafka's `cgrp` debug log for 120 s with
+/// `session.timeout.ms` 6000), and a member joining later triggers a rebalance that still
+/// hands partitions to the dead member. Run it against a broker that expires sessions
+/// (`--ignored`); the test below runs the same scenario against librdkafka's mock cluster,
+/// which does.
 #[test]
 #[ignore = "tansu 0.6.0 does not expire the session of a killed group member"]
 fn a_consumer_group_of_two_survives_a_killed_member() {
-    group_of_two_loses_a_member("KILL");
-}
-
-/// Two gateways in one group share the partitions of a topic fed by a steady stream; then one
-/// of them gets `signal` mid-stream and the other must take over its partitions, with every
-/// record the agent acknowledged delivered (duplicates allowed and counted, none lost).
-fn group_of_two_loses_a_member(signal: &str) {
     let broker = Broker::start();
     broker.create_topic("shared", 4);
+    group_of_two_loses_a_member(&broker.brokers(), "KILL");
+}
+
+/// `kill -9` of one gateway mid-stream: its session expires, the group rebalances, and the
+/// survivor takes over its partitions from the last committed offsets. The broker is
+/// librdkafka's mock cluster (in this test process, on a real TCP port the sluice processes
+/// connect to), because tansu does not expire sessions (see the test above).
+#[test]
+fn a_consumer_group_of_two_survives_a_killed_member_on_a_broker_that_expires_sessions() {
+    let cluster = sluice_exporters::kafka::rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("shared", 4, 1).unwrap();
+    group_of_two_loses_a_member(&cluster.bootstrap_servers(), "KILL");
+}
+
+/// Two gateways in one group share the partitions of a topic `shared` (4 partitions) fed by
+/// a steady stream; then one of them gets `signal` mid-stream and the other must take over
+/// its partitions, with every record the agent acknowledged delivered (duplicates allowed and
+/// counted, none lost).
+fn group_of_two_loses_a_member(brokers: &str, signal: &str) {
     let agent = Collector::start(
         &agent_config(
-            &broker.brokers(),
+            brokers,
             "    logs: {topic: shared}\n    partition_logs_by_resource_attributes: true\n",
         ),
         &[],
     );
     let first = Collector::start(
-        &gateway_config(&broker.brokers(), "pair", "shared", SHORT_SESSION),
+        &gateway_config(brokers, "pair", "shared", SHORT_SESSION),
         &[],
     );
     let second = Collector::start(
-        &gateway_config(&broker.brokers(), "pair", "shared", SHORT_SESSION),
+        &gateway_config(brokers, "pair", "shared", SHORT_SESSION),
         &[],
     );
     // 16 services, spread over the 4 partitions by their key.
