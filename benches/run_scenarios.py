@@ -384,6 +384,7 @@ def scenario5(args):
 
 
 def main():
+    global SLUICE
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5, help="repetitions per figure (default 5)")
@@ -404,7 +405,6 @@ def main():
     p.add_argument("--quick", action="store_true",
                    help="1 run of 2 s each: checks the script works, measures nothing")
     args = p.parse_args()
-    global SLUICE
     SLUICE = os.path.abspath(args.sluice)
     if args.quick:
         args.runs, args.duration, args.warmup, args.steady_duration = 1, 2, 0.5, 2

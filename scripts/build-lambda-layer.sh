@@ -10,7 +10,7 @@
 # glibc (build on a system whose glibc is not newer than the runtime's: Amazon Linux 2023 has
 # 2.34). arm64 is built when an aarch64 target is installed (`rustup target add
 # aarch64-unknown-linux-musl` plus a linker for it, e.g. via CARGO_TARGET_..._LINKER), and
-# skipped with a note otherwise. FEATURES (default `lambda`) picks the Cargo features: the
+# skipped with a note otherwise. FEATURES (default `lambda,mimalloc`) picks the Cargo features: the
 # Docker and Kafka components have no use in a function and stay out of the layer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ done
 if [ -n "$config" ] && [ ! -f "$config" ]; then
   echo "no such config: $config" >&2; exit 2
 fi
-features="${FEATURES:-lambda}"
+features="${FEATURES:-lambda,mimalloc}"
 installed="$(rustup target list --installed 2>/dev/null || rustc -vV | sed -n 's/^host: //p')"
 
 pick() { # arch -> the best installed target, or nothing

@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+mod allocator;
 #[cfg(feature = "lambda")]
 mod lambda_extension;
 
@@ -11,17 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use sluice_config::{Config, ConfigErrors, Source};
 use sluice_pipeline::telemetry::{LogEncoding, TelemetryConfig};
 use sluice_pipeline::{Registry, Service, Telemetry};
-
-#[cfg(all(feature = "mimalloc", feature = "jemalloc"))]
-compile_error!("features `mimalloc` and `jemalloc` each set the global allocator: pick one");
-
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
 
@@ -305,6 +295,7 @@ fn print_config(args: &ConfigArgs) -> ExitCode {
 
 fn main() -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
+    allocator::register_release();
     let cli = Cli::parse();
     #[cfg(feature = "lambda")]
     let command = match cli.command {

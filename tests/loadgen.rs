@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Collector;
 use sluice_loadgen::{Compression, Config, Protocol, Refused, SignalArg, Stop, run_blocking};
@@ -44,25 +44,6 @@ service:
       processors: [batch]
       exporters: [nop]
 "#;
-
-fn sample(text: &str, prefix: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Polls until the sample reads `want` (up to 10 s); returns the last value read.
-fn wait_for(c: &Collector, prefix: &str, want: u64) -> Option<u64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = sample(&c.metrics_text(), prefix);
-        if got == Some(want) || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn config(c: &Collector, protocol: Protocol, signal: SignalArg, items: u64) -> Config {
     let port = if protocol == Protocol::Grpc {
@@ -119,7 +100,7 @@ fn every_transport_encoding_and_signal_is_accepted_and_counted_by_the_collector(
             "otelcol_receiver_accepted_{item}_total{{receiver=\"otlp\",transport=\"{transport}\"}}"
         );
         assert_eq!(
-            wait_for(&c, &prefix, want),
+            c.wait_for_metric(&prefix, want),
             Some(want),
             "{prefix}\n{}",
             c.metrics_text()
@@ -141,8 +122,7 @@ fn a_fixed_rate_run_over_a_duration_sends_at_that_pace() {
     assert_eq!(report.requests, 20, "{report}");
     assert_eq!(report.items_accepted, 200, "{report}");
     assert_eq!(
-        wait_for(
-            &c,
+        c.wait_for_metric(
             "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}",
             200
         ),

@@ -4,9 +4,8 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::Collector;
+use common::{Collector, metric_sample};
 use sluice_loadgen::{Config, Protocol, SignalArg, Stop, run_blocking};
 
 const NOP_ONLY: &str = r#"
@@ -66,27 +65,6 @@ service:
       receivers: [otlp]
       exporters: [nop]
 "#;
-
-/// The value of the sample whose name and labels start with `prefix`, e.g.
-/// `otelcol_exporter_sent_spans_total{exporter="nop"}`.
-fn sample(text: &str, prefix: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Polls the collector's metrics until `prefix` reads `want` (up to 10 s); returns the last value.
-fn wait_for(c: &Collector, prefix: &str, want: u64) -> Option<u64> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = sample(&c.metrics_text(), prefix);
-        if got == Some(want) || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn a_config_of_only_nop_components_validates_runs_and_stops_cleanly() {
@@ -157,14 +135,14 @@ fn data_sent_to_otlp_then_nop_is_accepted_and_counted_as_sent() {
     ] {
         let prefix = format!("otelcol_exporter_sent_{item}_total{{exporter=\"{exporter}\"}}");
         assert_eq!(
-            wait_for(&c, &prefix, want),
+            c.wait_for_metric(&prefix, want),
             Some(want),
             "{prefix}\n{}",
             c.metrics_text()
         );
     }
     assert_eq!(
-        sample(
+        metric_sample(
             &c.metrics_text(),
             "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"grpc\"}"
         ),

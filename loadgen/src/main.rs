@@ -9,6 +9,9 @@ use sluice_loadgen::{
     run_blocking, sink,
 };
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice-loadgen",

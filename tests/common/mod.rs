@@ -183,6 +183,28 @@ impl Collector {
             .map(|(_, body)| body)
             .unwrap_or_default()
     }
+
+    /// Polls the metrics endpoint until the sample starting with `prefix` reads `want` (up to
+    /// 10 s); returns the last value read.
+    pub fn wait_for_metric(&self, prefix: &str, want: u64) -> Option<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = metric_sample(&self.metrics_text(), prefix);
+            if got == Some(want) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The value of the first sample in Prometheus `text` whose name and labels start with
+/// `prefix`, e.g. `otelcol_exporter_sent_spans_total{exporter="nop"}`.
+pub fn metric_sample(text: &str, prefix: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 impl Drop for Collector {

@@ -13,6 +13,7 @@ mod config;
 mod system;
 
 pub use config::{Limits, MemoryLimiterConfig};
+pub use system::set_global_allocator_release;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;

@@ -84,9 +84,24 @@ fn smallest_on_path(root: &Path, group: &str, file: &str) -> Option<u64> {
     }
 }
 
-/// Asks the allocator to give freed memory back to the system; glibc keeps it otherwise,
-/// and resident memory would stay above the soft limit long after the load is gone.
+/// How the process's global allocator gives freed memory back, registered by the binary
+/// (this crate does not know which allocator it links).
+static GLOBAL_ALLOCATOR_RELEASE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Registers the global allocator's "return freed memory to the system" call, which the
+/// limiter makes above the soft limit. The first registration wins.
+pub fn set_global_allocator_release(release: fn()) {
+    let _ = GLOBAL_ALLOCATOR_RELEASE.set(release);
+}
+
+/// Asks the allocators to give freed memory back to the system: the global one (registered
+/// with [`set_global_allocator_release`]) and glibc's, which C libraries use; both keep freed
+/// memory otherwise, and resident memory would stay above the soft limit long after the load
+/// is gone.
 pub fn return_free_memory() {
+    if let Some(release) = GLOBAL_ALLOCATOR_RELEASE.get() {
+        release();
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
@@ -97,6 +112,19 @@ pub fn return_free_memory() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    #[test]
+    fn returning_free_memory_calls_the_registered_global_allocator() {
+        set_global_allocator_release(|| {
+            RELEASED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let before = RELEASED.load(std::sync::atomic::Ordering::SeqCst);
+        return_free_memory();
+        // Other tests may call it too, concurrently: at least this call counted.
+        assert!(RELEASED.load(std::sync::atomic::Ordering::SeqCst) > before);
+    }
 
     fn write(path: &Path, text: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
