@@ -23,7 +23,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::unpack::{Compression, Encoding, UnpackError, unpack};
+use super::unpack::{Compression, Encoding, READ_AHEAD, UnpackError, unpack};
 use super::{GrpcConfig, Outputs, SignalSink, Transport, retry_after, stopped};
 
 /// OTLP's mapping of delivery errors to gRPC codes: throttling is RESOURCE_EXHAUSTED with
@@ -280,8 +280,10 @@ impl<S: GrpcSignal> Shared<S> {
             return Err(second_message());
         }
         permit.grow(buf.len() - 5).map_err(|r| refused(&r))?;
-        // No capacity for the declared length up front: that would be allocating for bytes
-        // that may never come.
+        // Capacity for the rest of the message, up to READ_AHEAD: a typical message is then
+        // read without growing (and copying) the buffer, while a client that declares a large
+        // message and stalls makes us hold at most READ_AHEAD of unused capacity.
+        buf.reserve((want - buf.len()).min(READ_AHEAD));
         while buf.len() < want {
             let Some(data) = next_data(&mut body).await? else {
                 return Err(Status::invalid_argument(format!(

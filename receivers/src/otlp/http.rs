@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use super::unpack::{Compression, Encoding, UnpackError, unpack};
+use super::unpack::{Compression, Encoding, READ_AHEAD, UnpackError, unpack};
 use super::{HttpConfig, Outputs, SignalSink, Transport, retry_after, stopped};
 
 // google.rpc.Code values used in error bodies.
@@ -139,25 +139,40 @@ enum ReadError {
 }
 
 /// Reads the body, reserving each chunk's bytes as it arrives: what a request holds is what
-/// it has sent, never what it says it will send.
+/// it has sent, never what it says it will send. A body that arrives in one chunk is used as
+/// it came; one in several is joined into a buffer sized from `declared` (up to
+/// [`READ_AHEAD`] beyond what has arrived).
 async fn read_body(
     body: &mut Body,
     limit: usize,
+    declared: Option<usize>,
     permit: &mut Permit,
 ) -> Result<bytes::Bytes, ReadError> {
-    let mut raw = bytes::BytesMut::new();
+    let mut first: Option<bytes::Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
+    let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ReadError::Broken(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if raw.len().saturating_add(data.len()) > limit {
+        if len.saturating_add(data.len()) > limit {
             return Err(ReadError::TooLarge);
         }
         permit.grow(data.len()).map_err(ReadError::Refused)?;
-        raw.extend_from_slice(&data);
+        len += data.len();
+        if first.is_none() && joined.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            let expected = declared.unwrap_or(0).min(len.saturating_add(READ_AHEAD));
+            joined.reserve(expected.max(len));
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&data);
     }
-    Ok(raw.freeze())
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 /// How long a refused HTTP/1 body may take to be thrown away.
@@ -293,8 +308,11 @@ async fn handle<S: Signal>(
         }
     };
     let mut body = body;
-    let read =
-        tokio::time::timeout(BODY_READ_TIMEOUT, read_body(&mut body, limit, &mut permit)).await;
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        read_body(&mut body, limit, declared, &mut permit),
+    )
+    .await;
     let raw = match read {
         Ok(Ok(raw)) => raw,
         Err(_) => {

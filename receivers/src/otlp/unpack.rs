@@ -60,6 +60,12 @@ pub(crate) enum UnpackError {
     Internal(String),
 }
 
+/// How much buffer a receiver reserves ahead of the bytes of a request that have arrived, when
+/// the request declared a larger size: enough that a typical request is read without growing
+/// (and copying) its buffer, little enough that a client that declares a large request and
+/// stalls makes the receiver hold little unused memory.
+pub(crate) const READ_AHEAD: usize = 256 * 1024;
+
 /// Decompressed output is reserved in blocks of this size before it is produced.
 const BLOCK: usize = 64 * 1024;
 
