@@ -1,6 +1,6 @@
 //! The process's global allocator: mimalloc unless the `jemalloc` feature picks jemalloc, or
-//! the system's when neither feature is on. BENCHMARKS.md ("Allocators") has the measurements
-//! behind the choice.
+//! the system's when neither feature is on. The measurements behind the choice are in
+//! BENCHMARKS.md, "Allocator: system vs jemalloc vs mimalloc".
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
