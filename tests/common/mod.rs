@@ -69,16 +69,42 @@ impl Collector {
     /// `health_check` extension on `@HEALTH@` and set `service.telemetry.metrics.address:
     /// @METRICS@` (see [`with_telemetry`]).
     pub fn start(template: &str, extra: &[&str]) -> Collector {
-        let c = Self::spawn(template, extra);
-        c.wait_ready();
-        c
+        Self::start_with_env(template, extra, &[])
     }
 
     /// Like `start`, with extra environment variables for the collector process.
+    ///
+    /// A port found free can be taken before the collector binds it (tests run in parallel,
+    /// and every outgoing connection takes an ephemeral port from the same range): a collector
+    /// that stopped on "Address already in use" is started again on other ports.
     pub fn start_with_env(template: &str, extra: &[&str], envs: &[(&str, &str)]) -> Collector {
-        let c = Self::spawn_with_env(template, extra, envs);
-        c.wait_ready();
-        c
+        for _ in 0..4 {
+            let mut c = Self::spawn_with_env(template, extra, envs);
+            if c.wait_ready_or_port_taken() {
+                return c;
+            }
+        }
+        panic!("collector could not bind its ports in 4 attempts");
+    }
+
+    /// Waits until ready (true), or until the collector exited because one of its ports was
+    /// taken (false); panics with the log otherwise.
+    fn wait_ready_or_port_taken(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_get(self.health, "/").map(|(status, _)| status) == Some(200) {
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited && self.logs().contains("Address already in use") {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("collector did not become ready; log:\n{}", self.logs());
     }
 
     /// Like `start`, but does not wait for readiness.
