@@ -152,17 +152,6 @@ impl Collector {
         self.child.as_ref().unwrap().id()
     }
 
-    pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if http_get(self.health, "/").map(|(status, _)| status) == Some(200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("collector did not become ready; log:\n{}", self.logs());
-    }
-
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("already stopped");
