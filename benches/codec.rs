@@ -1,5 +1,6 @@
 //! Hot paths of every pipeline: OTLP protobuf and OTLP/JSON decode/encode per signal (the
-//! codecs sluice's receivers and exporters use), and the batch processor's merge and split.
+//! codecs sluice's receivers and exporters use), the protobuf check receivers run instead of
+//! decoding, and the batch processor's merge and split.
 //!
 //! `cargo bench --bench codec`; items/s by default, `SLUICE_BENCH_THROUGHPUT=bytes` for
 //! bytes/s (bytes of the encoding being decoded or produced).
@@ -10,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sluice_loadgen::{Data, SignalArg};
-use sluice_pipeline::codec::{decode_json, decode_proto, encode_json, encode_proto};
+use sluice_pipeline::codec::{decode_json, decode_proto, encode_json, encode_proto, scan};
 use sluice_pipeline::{Batch, Logs, Metrics, Signal, Traces};
 
 use support::{ITEMS, payload, throughput};
@@ -30,6 +31,11 @@ fn codecs<S: Signal>(c: &mut Criterion, name: &str, resources: Vec<S::Resource>)
     group.throughput(throughput(ITEMS, proto.len()));
     group.bench_function("decode", |b| {
         b.iter(|| decode_proto::<S>(black_box(&proto)).expect("valid"))
+    });
+    // What a receiver does instead of decoding: the check that lets a request travel as its
+    // bytes until a component looks inside.
+    group.bench_function("check", |b| {
+        b.iter(|| scan(S::KIND, black_box(&proto)).expect("valid"))
     });
     group.bench_function("encode", |b| {
         b.iter(|| {

@@ -1,22 +1,125 @@
-//! The unit that flows through a pipeline: decoded OTLP data of one signal plus the
-//! acknowledgements of every request it came from.
+//! The unit that flows through a pipeline: OTLP data of one signal plus the acknowledgements
+//! of every request it came from.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::ack::{Ack, Outcome};
+use crate::codec::{DecodeError, encode_proto, encoded_proto_len, scan};
 use crate::signal::{Signal, item_count, split_front};
 
 /// A batch of one signal. The data sits behind an `Arc` so fan-out to several exporters shares
 /// it; a processor that edits it gets a private copy only when it is shared
-/// ([`Batch::resources_mut`]). Fields are private so an encoded-bytes form can be added later
-/// without touching components.
+/// ([`Batch::resources_mut`]).
+///
+/// Data that arrived as OTLP protobuf stays in that form, checked but not decoded
+/// ([`Batch::from_proto`]), until a component asks for [`Batch::resources`]. A pipeline
+/// whose components only batch, queue, forward or discard never decodes it, and an exporter
+/// that sends OTLP protobuf can send [`Batch::encoded`] as it is. Components need not know
+/// which form they hold.
 pub struct Batch<S: Signal> {
-    resources: Arc<Vec<S::Resource>>,
+    data: Arc<Data<S>>,
     items: usize,
     bytes: usize,
     acks: Vec<AckSpan>,
+}
+
+enum Data<S: Signal> {
+    Decoded(Vec<S::Resource>),
+    Encoded(Encoded<S>),
+}
+
+/// Export requests that passed [`scan`]: their concatenation is one valid request (protobuf
+/// appends repeated fields), so merging batches appends chunks, and a batch can be cut
+/// between two of them without decoding either.
+struct Encoded<S: Signal> {
+    chunks: Vec<Chunk>,
+    resources: usize,
+    decoded: OnceLock<Vec<S::Resource>>,
+}
+
+#[derive(Clone)]
+struct Chunk {
+    request: Bytes,
+    items: usize,
+    resources: usize,
+}
+
+impl<S: Signal> Clone for Data<S> {
+    fn clone(&self) -> Self {
+        match self {
+            Data::Decoded(resources) => Data::Decoded(resources.clone()),
+            Data::Encoded(e) => Data::Encoded(Encoded {
+                chunks: e.chunks.clone(),
+                resources: e.resources,
+                decoded: e.decoded.clone(),
+            }),
+        }
+    }
+}
+
+impl<S: Signal> Default for Data<S> {
+    fn default() -> Self {
+        Data::Decoded(Vec::new())
+    }
+}
+
+impl<S: Signal> Encoded<S> {
+    fn resources(&self) -> &[S::Resource] {
+        self.decoded
+            .get_or_init(|| decode_chunks::<S>(&self.chunks))
+    }
+
+    fn into_resources(self) -> Vec<S::Resource> {
+        match self.decoded.into_inner() {
+            Some(resources) => resources,
+            None => decode_chunks::<S>(&self.chunks),
+        }
+    }
+}
+
+/// Decodes chunks that [`scan`] accepted, which cannot fail: the scan accepts exactly what
+/// the decoder does (its tests compare the two). Should they ever disagree, the error is
+/// logged and the chunk's data is missing from the batch, which is all that can be done
+/// this late.
+fn decode_chunks<S: Signal>(chunks: &[Chunk]) -> Vec<S::Resource> {
+    let mut request = S::Request::default();
+    for chunk in chunks {
+        if let Err(e) = request.merge(chunk.request.clone()) {
+            tracing::error!(
+                error = %e,
+                bytes = chunk.request.len(),
+                "OTLP data that passed the protobuf check failed to decode; its items are lost \
+                 (a bug: please report it)"
+            );
+        }
+    }
+    S::from_request(request)
+}
+
+impl<S: Signal> Data<S> {
+    fn resources(&self) -> &[S::Resource] {
+        match self {
+            Data::Decoded(resources) => resources,
+            Data::Encoded(e) => e.resources(),
+        }
+    }
+
+    fn into_resources(self) -> Vec<S::Resource> {
+        match self {
+            Data::Decoded(resources) => resources,
+            Data::Encoded(e) => e.into_resources(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Data::Decoded(resources) => resources.is_empty(),
+            Data::Encoded(e) => e.resources == 0,
+        }
+    }
 }
 
 /// An acknowledgement and the items of this batch that came from its request, as the range
@@ -46,11 +149,33 @@ impl<S: Signal> Batch<S> {
     pub fn new(resources: Vec<S::Resource>, bytes: usize) -> Self {
         let items = item_count::<S>(&resources);
         Batch {
-            resources: Arc::new(resources),
+            data: Arc::new(Data::Decoded(resources)),
             items,
             bytes,
             acks: Vec::new(),
         }
+    }
+
+    /// A batch from an OTLP protobuf export request of this signal (the body of an
+    /// `Export*ServiceRequest`), checked but not decoded: it is decoded when a component
+    /// first asks for its resources, if one ever does.
+    pub fn from_proto(request: Bytes) -> Result<Self, DecodeError> {
+        let scanned = scan(S::KIND, &request)?;
+        let bytes = request.len();
+        Ok(Batch {
+            data: Arc::new(Data::Encoded(Encoded {
+                chunks: vec![Chunk {
+                    request,
+                    items: scanned.items,
+                    resources: scanned.resources,
+                }],
+                resources: scanned.resources,
+                decoded: OnceLock::new(),
+            })),
+            items: scanned.items,
+            bytes,
+            acks: Vec::new(),
+        })
     }
 
     /// A batch whose size is measured by encoding it: for data made inside the collector.
@@ -80,21 +205,66 @@ impl<S: Signal> Batch<S> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items == 0 && self.resources.is_empty()
+        self.items == 0 && self.data.is_empty()
     }
 
+    /// The decoded data (decoded now if it is still in its protobuf form).
     pub fn resources(&self) -> &[S::Resource] {
-        &self.resources
+        self.data.resources()
     }
 
-    /// Mutable data; the caller must call [`Batch::recount`] if it changed items.
+    /// The data as OTLP protobuf export requests of this signal, whose concatenation is one
+    /// request, while the batch still holds the bytes it was received as; `None` once a
+    /// component has edited it, or if it was never protobuf.
+    pub fn encoded(&self) -> Option<Vec<Bytes>> {
+        match &*self.data {
+            Data::Encoded(e) => Some(e.chunks.iter().map(|c| c.request.clone()).collect()),
+            Data::Decoded(_) => None,
+        }
+    }
+
+    /// Appends the data as one OTLP protobuf export request of this signal: the bytes it was
+    /// received as while the batch has them (unknown fields a newer sender added go through
+    /// as they came), else encoded now.
+    pub fn write_proto(&self, out: &mut Vec<u8>) {
+        match &*self.data {
+            Data::Encoded(e) => {
+                out.reserve(e.chunks.iter().map(|c| c.request.len()).sum());
+                for chunk in &e.chunks {
+                    out.extend_from_slice(&chunk.request);
+                }
+            }
+            Data::Decoded(resources) => {
+                out.reserve(encoded_proto_len::<S>(resources));
+                encode_proto::<S>(resources, out);
+            }
+        }
+    }
+
+    /// Mutable data; the caller must call [`Batch::recount`] if it changed items. The
+    /// protobuf form, if any, is dropped: it would no longer match.
     pub fn resources_mut(&mut self) -> &mut Vec<S::Resource> {
-        Arc::make_mut(&mut self.resources)
+        if let Data::Encoded(_) = &*self.data {
+            let resources = Self::unshare(std::mem::take(&mut self.data));
+            self.data = Arc::new(Data::Decoded(resources));
+        }
+        match Arc::make_mut(&mut self.data) {
+            Data::Decoded(resources) => resources,
+            Data::Encoded(_) => unreachable!("encoded data was replaced by decoded data above"),
+        }
+    }
+
+    /// Decoded data of our own: moved out if nobody else holds it, else copied.
+    fn unshare(data: Arc<Data<S>>) -> Vec<S::Resource> {
+        match Arc::try_unwrap(data) {
+            Ok(data) => data.into_resources(),
+            Err(shared) => shared.resources().to_vec(),
+        }
     }
 
     /// Recomputes item count and encoded size after the data was edited.
     pub fn recount(&mut self) {
-        let items = item_count::<S>(&self.resources);
+        let items = item_count::<S>(self.resources());
         if items != self.items {
             // Items were dropped or added: which position came from which request is no
             // longer known, so every acknowledgement now waits for the whole batch.
@@ -104,15 +274,15 @@ impl<S: Signal> Batch<S> {
             }
         }
         self.items = items;
-        self.bytes = self.resources.iter().map(|r| r.encoded_len() + 5).sum();
+        self.bytes = self.resources().iter().map(|r| r.encoded_len() + 5).sum();
     }
 
     /// The data as an owned vector (copied only if another branch still shares it).
     pub fn take_resources(&mut self) -> Vec<S::Resource> {
-        let shared = std::mem::take(&mut self.resources);
+        let shared = std::mem::take(&mut self.data);
         self.items = 0;
         self.bytes = 0;
-        Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone())
+        Self::unshare(shared)
     }
 
     /// Appends another batch: data and acknowledgements.
@@ -127,8 +297,27 @@ impl<S: Signal> Batch<S> {
                 end: span.end + offset,
                 ack: span.ack,
             });
-        if self.resources.is_empty() {
-            self.resources = std::mem::take(&mut other.resources);
+        if self.data.is_empty() {
+            self.data = std::mem::take(&mut other.data);
+        } else if matches!(
+            (&*self.data, &*other.data),
+            (Data::Encoded(_), Data::Encoded(_))
+        ) {
+            let theirs = Arc::unwrap_or_clone(std::mem::take(&mut other.data));
+            if let (Data::Encoded(ours), Data::Encoded(theirs)) =
+                (Arc::make_mut(&mut self.data), theirs)
+            {
+                ours.chunks.extend(theirs.chunks);
+                ours.resources += theirs.resources;
+                // Both already decoded (a processor read them): keep the decoded form too.
+                if let (Some(decoded), Some(more)) =
+                    (ours.decoded.get_mut(), theirs.decoded.into_inner())
+                {
+                    decoded.extend(more);
+                } else {
+                    ours.decoded = OnceLock::new();
+                }
+            }
         } else {
             let data = other.take_resources();
             self.resources_mut().extend(data);
@@ -138,15 +327,14 @@ impl<S: Signal> Batch<S> {
         self.acks.extend(acks);
     }
 
-    /// Moves the first `max_items` items into a new batch. Each half carries the
-    /// acknowledgements of the requests whose items it holds; a request split across the cut
-    /// is in both, so its sender hears back only when both halves are delivered.
+    /// Moves the first `max_items` items into a new batch, with the acknowledgements of the
+    /// requests whose items it holds; a request cut in two waits for both halves.
     pub fn split_front(&mut self, max_items: usize) -> Batch<S> {
         if max_items >= self.items {
             let acks = std::mem::take(&mut self.acks);
-            let resources = std::mem::take(&mut self.resources);
+            let data = std::mem::take(&mut self.data);
             let moved = Batch {
-                resources,
+                data,
                 items: self.items,
                 bytes: self.bytes,
                 acks,
@@ -159,6 +347,62 @@ impl<S: Signal> Batch<S> {
         let front_items = item_count::<S>(&front);
         // Proportional estimate: exact sizes would cost a full encode of both halves.
         let front_bytes = self.bytes.saturating_mul(front_items) / self.items.max(1);
+        self.cut(Data::Decoded(front), front_items, front_bytes)
+    }
+
+    /// Moves the front of the batch into a new one of at most `max_items` items and, where
+    /// that is possible, `max_bytes` bytes. Data still in its received form is cut between
+    /// requests, so nothing is decoded; only a request larger than the limits, or decoded
+    /// data, is cut inside, by items (its size estimated from the average item).
+    pub fn split_front_within(&mut self, max_items: usize, max_bytes: usize) -> Batch<S> {
+        if self.items <= max_items && self.bytes <= max_bytes {
+            return self.split_front(self.items);
+        }
+        if let Data::Encoded(e) = &*self.data {
+            let (mut whole, mut items, mut bytes) = (0, 0, 0);
+            for chunk in &e.chunks {
+                if items + chunk.items > max_items || bytes + chunk.request.len() > max_bytes {
+                    break;
+                }
+                whole += 1;
+                items += chunk.items;
+                bytes += chunk.request.len();
+            }
+            if whole > 0 {
+                let front = match Arc::make_mut(&mut self.data) {
+                    Data::Encoded(e) => {
+                        let rest = e.chunks.split_off(whole);
+                        let chunks = std::mem::replace(&mut e.chunks, rest);
+                        let resources = chunks.iter().map(|c| c.resources).sum();
+                        e.resources -= resources;
+                        // The decoded form, if any, would have to be cut too: decoded again
+                        // if a component asks.
+                        e.decoded = OnceLock::new();
+                        Data::Encoded(Encoded {
+                            chunks,
+                            resources,
+                            decoded: OnceLock::new(),
+                        })
+                    }
+                    Data::Decoded(_) => unreachable!("matched as encoded above"),
+                };
+                return self.cut(front, items, bytes);
+            }
+        }
+        let mut take = max_items.min(self.items).max(1);
+        if self.bytes > max_bytes {
+            // The most items whose proportional size stays within the cap.
+            let fitting = max_bytes as u128 * self.items as u128 / self.bytes as u128;
+            take = take.min(usize::try_from(fitting).unwrap_or(usize::MAX).max(1));
+        }
+        self.split_front(take)
+    }
+
+    /// Makes a batch of `front`, the first `front_items` items of this one, already removed
+    /// from its data. Each half carries the acknowledgements of the requests whose items it
+    /// holds; a request split across the cut is in both, so its sender hears back only when
+    /// both halves are delivered.
+    fn cut(&mut self, front: Data<S>, front_items: usize, front_bytes: usize) -> Batch<S> {
         self.items -= front_items;
         self.bytes -= front_bytes.min(self.bytes);
         let mut front_acks = Vec::new();
@@ -179,7 +423,7 @@ impl<S: Signal> Batch<S> {
         }
         self.acks = rest_acks;
         Batch {
-            resources: Arc::new(front),
+            data: Arc::new(front),
             items: front_items,
             bytes: front_bytes,
             acks: front_acks,
@@ -189,7 +433,7 @@ impl<S: Signal> Batch<S> {
     /// A copy for another fan-out branch: shares the data, adds an acknowledgement branch.
     pub fn fork(&self) -> Batch<S> {
         Batch {
-            resources: self.resources.clone(),
+            data: self.data.clone(),
             items: self.items,
             bytes: self.bytes,
             acks: self.acks.iter().map(AckSpan::branch).collect(),
@@ -231,6 +475,83 @@ mod tests {
             }],
             ..Default::default()
         }]
+    }
+
+    fn proto(resources: Vec<ResourceLogs>) -> Bytes {
+        Logs::into_request(resources).encode_to_vec().into()
+    }
+
+    /// Protobuf requests stay bytes through merging and whole moves, decode once when read
+    /// (shared by fan-out branches), and give up their bytes when edited.
+    #[test]
+    fn protobuf_data_stays_encoded_until_a_component_looks_inside() {
+        let mut first = Batch::<Logs>::from_proto(proto(logs(2))).unwrap();
+        assert_eq!((first.items(), first.is_empty()), (2, false));
+        first.merge(Batch::<Logs>::from_proto(proto(logs(3))).unwrap());
+        assert_eq!(
+            (first.items(), first.bytes()),
+            (5, proto(logs(2)).len() + proto(logs(3)).len())
+        );
+        assert_eq!(first.encoded().map(|c| c.len()), Some(2));
+        // The chunks concatenated are one request holding everything.
+        let joined: Vec<u8> = first.encoded().unwrap().concat();
+        let decoded = crate::codec::decode_proto::<Logs>(&joined).unwrap();
+        assert_eq!(item_count::<Logs>(&decoded), 5);
+
+        let whole = first.split_front(5);
+        assert!(whole.encoded().is_some(), "a whole move keeps the bytes");
+        let branch = whole.fork();
+        assert_eq!(item_count::<Logs>(branch.resources()), 5);
+        assert!(std::ptr::eq(
+            branch.resources().as_ptr(),
+            whole.resources().as_ptr()
+        ));
+        assert_eq!(whole.resources(), &decoded[..]);
+
+        let mut edited = whole;
+        edited.resources_mut().truncate(1);
+        edited.recount();
+        assert!(edited.encoded().is_none());
+        assert_eq!(
+            item_count::<Logs>(branch.resources()),
+            5,
+            "the branch is untouched"
+        );
+
+        // Mixing forms decodes; an empty request makes an empty batch.
+        let mut mixed = Batch::<Logs>::new(logs(1), 10);
+        mixed.merge(Batch::<Logs>::from_proto(proto(logs(2))).unwrap());
+        assert_eq!((mixed.items(), mixed.resources().len()), (3, 2));
+        let mut mixed = Batch::<Logs>::from_proto(proto(logs(2))).unwrap();
+        mixed.merge(Batch::<Logs>::new(logs(1), 10));
+        assert_eq!((mixed.items(), mixed.resources().len()), (3, 2));
+        let mut cut = Batch::<Logs>::from_proto(proto(logs(4))).unwrap();
+        let front = cut.split_front(1);
+        assert_eq!((front.items(), cut.items()), (1, 3));
+        assert!(Batch::<Logs>::from_proto(Bytes::new()).unwrap().is_empty());
+        assert!(Batch::<Logs>::from_proto(Bytes::from_static(b"\x0a\x05")).is_err());
+        // A resource without items is not an empty batch.
+        assert!(
+            !Batch::<Logs>::from_proto(proto(vec![ResourceLogs::default()]))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// Reading both before merging (a processor that inspects but does not edit) keeps the
+    /// decoded form instead of decoding again later.
+    #[test]
+    fn merging_decoded_protobuf_batches_keeps_both_forms() {
+        let first = Batch::<Logs>::from_proto(proto(logs(2))).unwrap();
+        let second = Batch::<Logs>::from_proto(proto(logs(1))).unwrap();
+        let _ = (first.resources(), second.resources());
+        let mut first = first;
+        first.merge(second);
+        assert_eq!(first.encoded().map(|c| c.len()), Some(2));
+        match &*first.data {
+            Data::Encoded(e) => assert_eq!(e.decoded.get().map(|r| r.len()), Some(2)),
+            Data::Decoded(_) => panic!("lost the encoded form"),
+        }
     }
 
     #[tokio::test]

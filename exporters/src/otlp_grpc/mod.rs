@@ -11,7 +11,6 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
-use sluice_pipeline::codec::{encode_proto, encoded_proto_len};
 use sluice_pipeline::exporter::{
     Export, HelperSettings, PartialRejections, QueueSettings, RetrySettings, export_signals,
 };
@@ -208,8 +207,8 @@ pub fn classify(status: &Status) -> DeliveryError {
 #[async_trait]
 impl<S: Signal> Export<S> for OtlpGrpcExporter {
     async fn export(&self, batch: &Batch<S>) -> Result<(), DeliveryError> {
-        let mut body = Vec::with_capacity(encoded_proto_len::<S>(batch.resources()));
-        encode_proto::<S>(batch.resources(), &mut body);
+        let mut body = Vec::new();
+        batch.write_proto(&mut body);
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         if let Some(c) = self.compression {
             grpc = grpc.send_compressed(c);

@@ -10,7 +10,7 @@ use prost::Message;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
-use sluice_pipeline::codec::{encode_json, encode_proto, encoded_proto_len};
+use sluice_pipeline::codec::encode_json;
 use sluice_pipeline::exporter::{
     Export, HelperSettings, PartialRejections, QueueSettings, RetrySettings, export_signals,
 };
@@ -165,10 +165,7 @@ impl OtlpHttpExporter {
     fn body<S: Signal>(&self, batch: &Batch<S>) -> Result<Vec<u8>, DeliveryError> {
         let mut body = Vec::new();
         match self.encoding {
-            Encoding::Proto => {
-                body.reserve(encoded_proto_len::<S>(batch.resources()));
-                encode_proto::<S>(batch.resources(), &mut body);
-            }
+            Encoding::Proto => batch.write_proto(&mut body),
             Encoding::Json => encode_json::<S>(batch.resources(), &mut body).map_err(|e| {
                 DeliveryError::permanent(format!("cannot encode as OTLP/JSON: {e}"))
             })?,

@@ -9,13 +9,17 @@ use crate::signal::Signal;
 
 mod nonfinite;
 mod nonfinite_decode;
+mod scan;
 
 pub use nonfinite::NonFinite;
+pub use scan::{Scanned, WireError, scan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("invalid OTLP protobuf: {0}")]
     Proto(#[from] prost::DecodeError),
+    #[error("invalid OTLP protobuf: {0}")]
+    Wire(#[from] WireError),
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(

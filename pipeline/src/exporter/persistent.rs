@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::{Inner, queue_full};
 use crate::ack::DeliveryError;
 use crate::batch::{Batch, settle_all};
-use crate::codec::{decode_proto, encode_proto, encoded_proto_len};
+use crate::codec::decode_proto;
 use crate::component::{BuildContext, StartError};
 use crate::signal::Signal;
 use crate::storage::{AppendError, Claim, FileStorage, PersistentQueue, QueueOptions, ReadError};
@@ -168,8 +168,8 @@ pub(super) async fn enqueue<S: Signal>(inner: &Inner<S>, p: &Persistent, mut bat
         settle_all(acks, &Err(error));
         return;
     };
-    let mut payload = Vec::with_capacity(encoded_proto_len::<S>(batch.resources()));
-    encode_proto::<S>(batch.resources(), &mut payload);
+    let mut payload = Vec::new();
+    batch.write_proto(&mut payload);
     drop(batch);
     let settings = &inner.settings.queue;
     let (carried, answer_now) = if settings.wait_for_delivery {

@@ -173,21 +173,6 @@ struct Limits {
     max_bytes: usize,
 }
 
-impl Limits {
-    /// How many items to cut: up to the item cap, and few enough to fit the byte cap.
-    fn take_size<S: Signal>(&self, p: &Batch<S>) -> usize {
-        let mut take = self.max_items.min(p.items());
-        if self.send_batch_size > 0 {
-            take = take.min(self.send_batch_size.max(1)).max(1);
-        }
-        if p.bytes() > self.max_bytes && p.items() > 0 {
-            let per_item = (p.bytes() / p.items()).max(1);
-            take = take.min((self.max_bytes / per_item).max(1));
-        }
-        take
-    }
-}
-
 impl<S: Signal> Accumulator<S> {
     fn new(cfg: &BatchConfig) -> Self {
         Accumulator {
@@ -222,8 +207,9 @@ impl<S: Signal> Accumulator<S> {
             if !(by_count || by_bytes) {
                 break;
             }
-            let take = limits.take_size(p);
-            ready.push(p.split_front(take));
+            // As in the OTel Collector, `send_batch_size` only triggers a send: without caps
+            // the whole accumulated batch goes as it is.
+            ready.push(p.split_front_within(limits.max_items, limits.max_bytes));
             if p.items() == 0 {
                 // split_front took everything, acknowledgements included.
                 self.pending = None;
@@ -239,11 +225,10 @@ impl<S: Signal> Accumulator<S> {
         };
         let mut out = Vec::new();
         while p.items() > self.limits.max_items || p.bytes() > self.limits.max_bytes {
-            let take = self.limits.take_size(&p);
-            out.push(p.split_front(take));
+            out.push(p.split_front_within(self.limits.max_items, self.limits.max_bytes));
         }
         // Nothing left to send (the split took it all): settle instead of exporting nothing.
-        if p.items() == 0 && p.resources().is_empty() {
+        if p.is_empty() {
             p.settle(&Ok(()));
         } else {
             out.push(p);
@@ -388,10 +373,82 @@ mod tests {
         assert!(acc.add(logs(4)).is_empty());
         let ready = acc.add(logs(30));
         let sizes: Vec<usize> = ready.iter().map(|b| b.items()).collect();
-        assert_eq!(sizes, vec![10, 10, 10]);
+        assert_eq!(sizes, vec![15, 15]);
         assert_eq!(acc.pending.as_ref().map(|p| p.items()), Some(4));
         let rest: Vec<usize> = acc.flush().iter().map(|b| b.items()).collect();
         assert_eq!(rest, vec![4]);
+    }
+
+    /// The size only triggers: without a cap, everything accumulated goes in one batch, and
+    /// protobuf requests go as their bytes.
+    #[test]
+    fn without_a_cap_the_whole_accumulated_batch_goes_undecoded() {
+        let mut acc = Accumulator::<Logs>::new(&cfg(10, 0));
+        let proto = |n| {
+            let mut bytes = Vec::new();
+            sluice_pipeline::codec::encode_proto::<Logs>(logs(n).resources(), &mut bytes);
+            Batch::<Logs>::from_proto(bytes.into()).unwrap()
+        };
+        assert!(acc.add(proto(6)).is_empty());
+        let ready = acc.add(proto(7));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].items(), 13);
+        assert_eq!(ready[0].encoded().map(|chunks| chunks.len()), Some(2));
+        assert!(acc.pending.is_none());
+    }
+
+    /// Caps on requests that arrived as protobuf cut between requests, so no batch is
+    /// decoded; the caps hold, and every request is answered when its own batch is through.
+    #[tokio::test]
+    async fn caps_cut_protobuf_batches_between_requests() {
+        let proto = |n| {
+            let mut bytes = Vec::new();
+            sluice_pipeline::codec::encode_proto::<Logs>(logs(n).resources(), &mut bytes);
+            Batch::<Logs>::from_proto(bytes.into()).unwrap()
+        };
+        let one = proto(10).bytes();
+        let mut c = cfg(25, 0);
+        c.send_batch_max_bytes = ByteSize((one * 2 + one / 2) as u64);
+        let mut acc = Accumulator::<Logs>::new(&c);
+        let mut waiters = Vec::new();
+        let mut ready = Vec::new();
+        for _ in 0..5 {
+            let (ack, waiter) = Ack::new();
+            waiters.push(waiter);
+            ready.extend(acc.add(proto(10).with_ack(ack)));
+        }
+        ready.extend(acc.flush());
+        let sizes: Vec<usize> = ready.iter().map(|b| b.items()).collect();
+        assert_eq!(sizes, vec![20, 20, 10]);
+        for batch in &ready {
+            assert!(batch.bytes() <= c.send_batch_max_bytes.0 as usize);
+            assert!(
+                batch.encoded().is_some(),
+                "a cut between requests decodes nothing"
+            );
+        }
+        // The first batch answers the first two requests and no other.
+        let mut ready = ready.into_iter();
+        ready.next().unwrap().settle(&Ok(()));
+        let mut waiters = waiters.into_iter();
+        assert_eq!(waiters.next().unwrap().await, Ok(()));
+        assert_eq!(waiters.next().unwrap().await, Ok(()));
+        let mut third = waiters.next().unwrap();
+        assert!(futures::poll!(&mut third).is_pending());
+        for batch in ready {
+            batch.settle(&Ok(()));
+        }
+        assert_eq!(third.await, Ok(()));
+
+        // A request larger than the cap is cut inside (decoded), still within the cap.
+        let mut acc = Accumulator::<Logs>::new(&c);
+        let pieces = acc.add(proto(100));
+        assert!(pieces.len() >= 3);
+        assert!(
+            pieces
+                .iter()
+                .all(|b| b.bytes() <= c.send_batch_max_bytes.0 as usize)
+        );
     }
 
     #[test]

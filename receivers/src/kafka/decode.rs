@@ -1,26 +1,28 @@
-//! A Kafka message's payload into pipeline data.
+//! A Kafka message's payload into pipeline data. OTLP protobuf is checked, not decoded: it
+//! travels as its bytes until a component looks inside (see `Batch::from_proto`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use sluice_pipeline::codec::{decode_json, decode_proto};
-use sluice_pipeline::{Logs, Metrics, Signal, SignalKind, Traces};
+use sluice_pipeline::codec::decode_json;
+use sluice_pipeline::{Batch, Logs, Metrics, Signal, SignalKind, Traces};
 
 use super::config::Encoding;
 
 pub enum Decoded {
-    Traces(Vec<ResourceSpans>),
-    Metrics(Vec<ResourceMetrics>),
-    Logs(Vec<ResourceLogs>),
+    Traces(Batch<Traces>),
+    Metrics(Batch<Metrics>),
+    Logs(Batch<Logs>),
 }
 
-fn otlp<S: Signal>(encoding: Encoding, payload: &[u8]) -> Result<Vec<S::Resource>, String> {
+fn otlp<S: Signal>(encoding: Encoding, payload: &[u8]) -> Result<Batch<S>, String> {
     match encoding {
-        Encoding::OtlpProto => decode_proto::<S>(payload),
-        Encoding::OtlpJson => decode_json::<S>(payload),
+        Encoding::OtlpProto => Batch::from_proto(Bytes::copy_from_slice(payload)),
+        Encoding::OtlpJson => {
+            decode_json::<S>(payload).map(|resources| Batch::new(resources, payload.len()))
+        }
         Encoding::Raw | Encoding::Text => {
             return Err(format!(
                 "`raw`/`text` encoding is for logs, not {}",
@@ -41,9 +43,10 @@ pub fn decode(
         SignalKind::Traces => Decoded::Traces(otlp::<Traces>(encoding, payload)?),
         SignalKind::Metrics => Decoded::Metrics(otlp::<Metrics>(encoding, payload)?),
         SignalKind::Logs => match encoding {
-            Encoding::Raw | Encoding::Text => {
-                Decoded::Logs(vec![one_record(encoding, payload, timestamp_ms)])
-            }
+            Encoding::Raw | Encoding::Text => Decoded::Logs(Batch::new(
+                vec![one_record(encoding, payload, timestamp_ms)],
+                payload.len(),
+            )),
             _ => Decoded::Logs(otlp::<Logs>(encoding, payload)?),
         },
     })

@@ -489,11 +489,10 @@ async fn handle(
             return Handled::Done;
         }
     };
-    let bytes = payload.len();
     match decoded {
-        Decoded::Traces(r) => to_pipeline(shared, shared.traces.as_ref(), r, bytes, stop).await,
-        Decoded::Metrics(r) => to_pipeline(shared, shared.metrics.as_ref(), r, bytes, stop).await,
-        Decoded::Logs(r) => to_pipeline(shared, shared.logs.as_ref(), r, bytes, stop).await,
+        Decoded::Traces(b) => to_pipeline(shared, shared.traces.as_ref(), b, stop).await,
+        Decoded::Metrics(b) => to_pipeline(shared, shared.metrics.as_ref(), b, stop).await,
+        Decoded::Logs(b) => to_pipeline(shared, shared.logs.as_ref(), b, stop).await,
     }
 }
 
@@ -580,15 +579,13 @@ async fn dead_letter_copy(
 async fn to_pipeline<S: Signal>(
     shared: &Shared,
     sink: Option<&Sink<S>>,
-    resources: Vec<S::Resource>,
-    bytes: usize,
+    batch: Batch<S>,
     stop: &mut watch::Receiver<bool>,
 ) -> Handled {
     let Some(sink) = sink else {
         // `route` only lets through signals that have a pipeline.
         return Handled::Done;
     };
-    let batch = Batch::<S>::new(resources, bytes);
     let items = batch.items() as u64;
     // No overall budget: skipping would lose the message, so it waits for the pipeline.
     let mut backoff = Backoff::new(&RetrySettings {

@@ -219,7 +219,7 @@ impl<S: GrpcSignal> Shared<S> {
         };
         let (unpacked, permit) =
             unpack::<S>(message, compression, Encoding::Proto, self.limit, permit).await;
-        let (resources, size) = unpacked.map_err(|e| match e {
+        let batch = unpacked.map_err(|e| match e {
             UnpackError::TooLarge => too_large(None, self.limit),
             UnpackError::Refused(r) => refused(&r),
             UnpackError::UnsupportedEncoding(e) => {
@@ -228,7 +228,7 @@ impl<S: GrpcSignal> Shared<S> {
             UnpackError::Invalid(message) => Status::invalid_argument(message),
             UnpackError::Internal(message) => Status::internal(message),
         })?;
-        let outcome = self.sink.accept(resources, size, Transport::Grpc).await;
+        let outcome = self.sink.accept(batch, Transport::Grpc).await;
         // Held until the client is answered.
         drop(permit);
         outcome.map_err(|e| status_for(&e))

@@ -354,11 +354,11 @@ async fn handle<S: Signal>(
         }
     };
     let (unpacked, permit) = unpack::<S>(raw, compression, encoding, limit, permit).await;
-    let (resources, size) = match unpacked {
+    let batch = match unpacked {
         Ok(r) => r,
         Err(e) => return unpack_error(e, limit, encoding),
     };
-    let outcome = route.sink.accept(resources, size, Transport::Http).await;
+    let outcome = route.sink.accept(batch, Transport::Http).await;
     // Held until the client is answered.
     drop(permit);
     match outcome {

@@ -164,14 +164,8 @@ impl<S: Signal> SignalSink<S> {
         })
     }
 
-    /// Hands decoded data to the pipeline and waits for its acknowledgement.
-    pub(crate) async fn accept(
-        &self,
-        resources: Vec<S::Resource>,
-        bytes: usize,
-        transport: Transport,
-    ) -> Outcome {
-        let batch = Batch::<S>::new(resources, bytes);
+    /// Hands a request's data to the pipeline and waits for its acknowledgement.
+    pub(crate) async fn accept(&self, batch: Batch<S>, transport: Transport) -> Outcome {
         let items = batch.items() as u64;
         let outcome = deliver(&self.consumer, batch, DEFAULT_ADMISSION_WAIT).await;
         let stats = match transport {

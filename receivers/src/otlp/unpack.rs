@@ -1,12 +1,14 @@
-//! From request bytes to decoded data, shared by OTLP/gRPC and OTLP/HTTP: decompression that
-//! reserves admission budget for its output as it produces it, and decoding (on the blocking
-//! pool when the body is large).
+//! From request bytes to a batch, shared by OTLP/gRPC and OTLP/HTTP: decompression that
+//! reserves admission budget for its output as it produces it, then a check of the protobuf
+//! (which stays bytes until a component looks inside) or decoding of the JSON, on the
+//! blocking pool when the body is large.
 
 use std::io::Read;
 
-use sluice_pipeline::Signal;
+use bytes::Bytes;
 use sluice_pipeline::admission::{Permit, Refusal};
-use sluice_pipeline::codec::{decode_json, decode_proto};
+use sluice_pipeline::codec::decode_json;
+use sluice_pipeline::{Batch, Signal};
 
 /// How a body is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,21 +133,18 @@ pub(crate) fn decompress(
 /// pool would cost more than it saves.
 const INLINE_DECODE_LIMIT: usize = 64 * 1024;
 
-/// Decompresses and decodes a body: the data and its size as protobuf. The permit grows by
-/// the decompressed size and is handed back for the caller to hold until it has answered.
+/// Decompresses and checks or decodes a body into a batch. The permit grows by the
+/// decompressed size and is handed back for the caller to hold until it has answered.
 pub(crate) async fn unpack<S: Signal>(
-    raw: bytes::Bytes,
+    raw: Bytes,
     compression: Compression,
     encoding: Encoding,
     limit: usize,
     mut permit: Permit,
-) -> (
-    Result<(Vec<S::Resource>, usize), UnpackError>,
-    Option<Permit>,
-) {
+) -> (Result<Batch<S>, UnpackError>, Option<Permit>) {
     let body_len = raw.len();
     let work = move || {
-        let result = unpack_now::<S>(&raw, compression, encoding, limit, &mut permit);
+        let result = unpack_now::<S>(raw, compression, encoding, limit, &mut permit);
         (result, permit)
     };
     // Decompressing and decoding a large body is CPU work that would stall the async threads
@@ -165,30 +164,27 @@ pub(crate) async fn unpack<S: Signal>(
 }
 
 fn unpack_now<S: Signal>(
-    raw: &[u8],
+    raw: Bytes,
     compression: Compression,
     encoding: Encoding,
     limit: usize,
     permit: &mut Permit,
-) -> Result<(Vec<S::Resource>, usize), UnpackError> {
-    let decompressed;
-    let bytes: &[u8] = if compression == Compression::None {
+) -> Result<Batch<S>, UnpackError> {
+    let bytes = if compression == Compression::None {
         raw
     } else {
-        decompressed = decompress(raw, compression, limit, permit)?;
-        &decompressed
+        Bytes::from(decompress(&raw, compression, limit, permit)?)
     };
-    let decoded = match encoding {
-        Encoding::Proto => decode_proto::<S>(bytes),
-        Encoding::Json => decode_json::<S>(bytes),
-    };
-    let resources = decoded.map_err(|e| UnpackError::Invalid(e.to_string()))?;
-    // Size as protobuf: for JSON the body length overstates it, so measure.
-    let size = match encoding {
-        Encoding::Proto => bytes.len(),
-        Encoding::Json => sluice_pipeline::codec::encoded_proto_len::<S>(&resources),
-    };
-    Ok((resources, size))
+    let invalid = |e: sluice_pipeline::codec::DecodeError| UnpackError::Invalid(e.to_string());
+    match encoding {
+        Encoding::Proto => Batch::from_proto(bytes).map_err(invalid),
+        Encoding::Json => {
+            let resources = decode_json::<S>(&bytes).map_err(invalid)?;
+            // Size as protobuf: the JSON body's length overstates it, so measure.
+            let size = sluice_pipeline::codec::encoded_proto_len::<S>(&resources);
+            Ok(Batch::new(resources, size))
+        }
+    }
 }
 
 #[cfg(test)]
