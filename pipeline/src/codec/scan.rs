@@ -55,44 +55,62 @@ enum Problem {
     TooDeep,
 }
 
-/// The messages of the three OTLP export requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Msg {
-    TraceRequest,
-    MetricsRequest,
-    LogsRequest,
-    ResourceSpans,
-    ScopeSpans,
-    Span,
-    SpanEvent,
-    SpanLink,
-    Status,
-    ResourceMetrics,
-    ScopeMetrics,
-    Metric,
-    Gauge,
-    Sum,
-    Histogram,
-    ExponentialHistogram,
-    Summary,
-    NumberDataPoint,
-    HistogramDataPoint,
-    ExponentialHistogramDataPoint,
-    Buckets,
-    SummaryDataPoint,
-    ValueAtQuantile,
-    Exemplar,
-    ResourceLogs,
-    ScopeLogs,
-    LogRecord,
-    Resource,
-    EntityRef,
-    InstrumentationScope,
-    KeyValue,
-    AnyValue,
-    ArrayValue,
-    KeyValueList,
+/// Declares the messages once: the enum, the list of all of them (in declaration order, so a
+/// message's index is its discriminant) and their protobuf names for error messages.
+macro_rules! messages {
+    ($($msg:ident => $name:literal,)*) => {
+        /// The messages of the three OTLP export requests.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        enum Msg {
+            $($msg,)*
+        }
+
+        const ALL_MESSAGES: &[Msg] = &[$(Msg::$msg,)*];
+
+        fn message_name(msg: Msg) -> &'static str {
+            match msg {
+                $(Msg::$msg => $name,)*
+            }
+        }
+    };
+}
+
+messages! {
+    TraceRequest => "ExportTraceServiceRequest",
+    MetricsRequest => "ExportMetricsServiceRequest",
+    LogsRequest => "ExportLogsServiceRequest",
+    ResourceSpans => "ResourceSpans",
+    ScopeSpans => "ScopeSpans",
+    Span => "Span",
+    SpanEvent => "Span.Event",
+    SpanLink => "Span.Link",
+    Status => "Status",
+    ResourceMetrics => "ResourceMetrics",
+    ScopeMetrics => "ScopeMetrics",
+    Metric => "Metric",
+    Gauge => "Gauge",
+    Sum => "Sum",
+    Histogram => "Histogram",
+    ExponentialHistogram => "ExponentialHistogram",
+    Summary => "Summary",
+    NumberDataPoint => "NumberDataPoint",
+    HistogramDataPoint => "HistogramDataPoint",
+    ExponentialHistogramDataPoint => "ExponentialHistogramDataPoint",
+    Buckets => "ExponentialHistogramDataPoint.Buckets",
+    SummaryDataPoint => "SummaryDataPoint",
+    ValueAtQuantile => "SummaryDataPoint.ValueAtQuantile",
+    Exemplar => "Exemplar",
+    ResourceLogs => "ResourceLogs",
+    ScopeLogs => "ScopeLogs",
+    LogRecord => "LogRecord",
+    Resource => "Resource",
+    EntityRef => "EntityRef",
+    InstrumentationScope => "InstrumentationScope",
+    KeyValue => "KeyValue",
+    AnyValue => "AnyValue",
+    ArrayValue => "ArrayValue",
+    KeyValueList => "KeyValueList",
 }
 
 /// How a known field is encoded.
@@ -127,46 +145,6 @@ const WIRE_FIXED32: u8 = 5;
 
 /// prost's recursion limit.
 const DEPTH_LIMIT: u32 = 100;
-
-const ALL_MESSAGES: [Msg; 34] = {
-    use Msg::*;
-    [
-        TraceRequest,
-        MetricsRequest,
-        LogsRequest,
-        ResourceSpans,
-        ScopeSpans,
-        Span,
-        SpanEvent,
-        SpanLink,
-        Status,
-        ResourceMetrics,
-        ScopeMetrics,
-        Metric,
-        Gauge,
-        Sum,
-        Histogram,
-        ExponentialHistogram,
-        Summary,
-        NumberDataPoint,
-        HistogramDataPoint,
-        ExponentialHistogramDataPoint,
-        Buckets,
-        SummaryDataPoint,
-        ValueAtQuantile,
-        Exemplar,
-        ResourceLogs,
-        ScopeLogs,
-        LogRecord,
-        Resource,
-        EntityRef,
-        InstrumentationScope,
-        KeyValue,
-        AnyValue,
-        ArrayValue,
-        KeyValueList,
-    ]
-};
 
 /// Highest field number any OTLP message above uses.
 const MAX_KNOWN_TAG: usize = 16;
@@ -587,45 +565,6 @@ impl<'a> Scanner<'a> {
 #[inline(always)]
 fn is_utf8(text: &[u8]) -> bool {
     text.is_ascii() || std::str::from_utf8(text).is_ok()
-}
-
-fn message_name(msg: Msg) -> &'static str {
-    match msg {
-        Msg::TraceRequest => "ExportTraceServiceRequest",
-        Msg::MetricsRequest => "ExportMetricsServiceRequest",
-        Msg::LogsRequest => "ExportLogsServiceRequest",
-        Msg::ResourceSpans => "ResourceSpans",
-        Msg::ScopeSpans => "ScopeSpans",
-        Msg::Span => "Span",
-        Msg::SpanEvent => "Span.Event",
-        Msg::SpanLink => "Span.Link",
-        Msg::Status => "Status",
-        Msg::ResourceMetrics => "ResourceMetrics",
-        Msg::ScopeMetrics => "ScopeMetrics",
-        Msg::Metric => "Metric",
-        Msg::Gauge => "Gauge",
-        Msg::Sum => "Sum",
-        Msg::Histogram => "Histogram",
-        Msg::ExponentialHistogram => "ExponentialHistogram",
-        Msg::Summary => "Summary",
-        Msg::NumberDataPoint => "NumberDataPoint",
-        Msg::HistogramDataPoint => "HistogramDataPoint",
-        Msg::ExponentialHistogramDataPoint => "ExponentialHistogramDataPoint",
-        Msg::Buckets => "ExponentialHistogramDataPoint.Buckets",
-        Msg::SummaryDataPoint => "SummaryDataPoint",
-        Msg::ValueAtQuantile => "SummaryDataPoint.ValueAtQuantile",
-        Msg::Exemplar => "Exemplar",
-        Msg::ResourceLogs => "ResourceLogs",
-        Msg::ScopeLogs => "ScopeLogs",
-        Msg::LogRecord => "LogRecord",
-        Msg::Resource => "Resource",
-        Msg::EntityRef => "EntityRef",
-        Msg::InstrumentationScope => "InstrumentationScope",
-        Msg::KeyValue => "KeyValue",
-        Msg::AnyValue => "AnyValue",
-        Msg::ArrayValue => "ArrayValue",
-        Msg::KeyValueList => "KeyValueList",
-    }
 }
 
 #[cfg(test)]

@@ -359,6 +359,13 @@ mod tests {
         }])
     }
 
+    /// `n` log records as a received protobuf request (not decoded).
+    fn proto(n: usize) -> Batch<Logs> {
+        let mut bytes = Vec::new();
+        sluice_pipeline::codec::encode_proto::<Logs>(logs(n).resources(), &mut bytes);
+        Batch::<Logs>::from_proto(bytes.into()).unwrap()
+    }
+
     fn cfg(size: usize, max: usize) -> BatchConfig {
         BatchConfig {
             send_batch_size: size,
@@ -384,11 +391,6 @@ mod tests {
     #[test]
     fn without_a_cap_the_whole_accumulated_batch_goes_undecoded() {
         let mut acc = Accumulator::<Logs>::new(&cfg(10, 0));
-        let proto = |n| {
-            let mut bytes = Vec::new();
-            sluice_pipeline::codec::encode_proto::<Logs>(logs(n).resources(), &mut bytes);
-            Batch::<Logs>::from_proto(bytes.into()).unwrap()
-        };
         assert!(acc.add(proto(6)).is_empty());
         let ready = acc.add(proto(7));
         assert_eq!(ready.len(), 1);
@@ -401,11 +403,6 @@ mod tests {
     /// decoded; the caps hold, and every request is answered when its own batch is through.
     #[tokio::test]
     async fn caps_cut_protobuf_batches_between_requests() {
-        let proto = |n| {
-            let mut bytes = Vec::new();
-            sluice_pipeline::codec::encode_proto::<Logs>(logs(n).resources(), &mut bytes);
-            Batch::<Logs>::from_proto(bytes.into()).unwrap()
-        };
         let one = proto(10).bytes();
         let mut c = cfg(25, 0);
         c.send_batch_max_bytes = ByteSize((one * 2 + one / 2) as u64);
