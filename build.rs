@@ -7,7 +7,8 @@
 //! every page that faults, start-up alone left 6 MiB of the 15 MiB of code resident
 //! (BENCHMARKS.md, "Code layout"). `scripts/symbol-order.sh` regenerates the file; symbols it
 //! names that a build does not have (another rustc or other dependency versions) are ignored,
-//! so a stale file costs memory, never correctness.
+//! so a stale file costs memory, never correctness. They are also linked position-dependent
+//! unless `SLUICE_PIE=1` (see `main`).
 //!
 //! `SLUICE_LINK_MAP=PATH` also writes the linker's map file there (the order script reads it).
 
@@ -32,6 +33,17 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-Map={map}");
     }
     let release = env::var("PROFILE").is_ok_and(|p| p == "release");
+    println!("cargo:rerun-if-env-changed=SLUICE_PIE");
+    let pie = env::var_os("SLUICE_PIE").is_some_and(|v| v != "0");
+    if release && !pie {
+        // A position-dependent executable, as Go builds the OTel Collector: the loader then
+        // relocates nothing in the binary, where a position-independent one has 26,000
+        // pointers in .data.rel.ro (1 MiB with OpenSSL) rewritten at every start, which
+        // made every page of it private memory (BENCHMARKS.md, "Idle memory"). Libraries,
+        // heap, stacks and mappings keep their random addresses. `SLUICE_PIE=1` builds a
+        // position-independent binary where a policy asks for one.
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
     let disabled = env::var_os("SLUICE_NO_SYMBOL_ORDER").is_some_and(|v| v != "0");
     let manifest_dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
     let order = Path::new(&manifest_dir).join(ORDER_FILE);

@@ -23,13 +23,22 @@ def code_sections(map_path):
     sections (`file:(section)`) by nine. Code is compiled with a section per function, named
     `.text.SYMBOL` (or `.text.unlikely.SYMBOL`, ... by how hot the compiler thinks it is); the
     symbol is taken from there, as the map's own symbol lines are demangled."""
-    sections, in_text = [], False
+    sections, in_text, unnamed = [], False, None
     with open(map_path, errors="replace") as f:
         for line in f:
             m = MAP_LINE.match(line.rstrip("\n"))
             if not m:
                 continue
             address, size, indent, name = int(m.group(1), 16), int(m.group(2), 16), len(m.group(3)), m.group(4)
+            if unnamed is not None and indent > 9:
+                # A plain `.text` (C built without a section per function, assembly, the C
+                # runtime's `_start`) is named by its first symbol, which the map lists
+                # next, undemangled as it is C.
+                start, length = sections[unnamed][0], sections[unnamed][1]
+                sections[unnamed] = (start, length, name)
+                unnamed = None
+                continue
+            unnamed = None
             if indent == 1:
                 in_text = name == ".text"
             elif in_text and indent == 9 and name.endswith(")"):
@@ -40,6 +49,8 @@ def code_sections(map_path):
                     if section.startswith(prefix):
                         symbol = section[len(prefix):]
                         break
+                if section == ".text":
+                    unnamed = len(sections)
                 sections.append((address, size, symbol))
     sections.sort()
     return sections

@@ -202,6 +202,7 @@ pub fn run(args: &ConfigArgs, started: std::time::Instant) -> anyhow::Result<Exi
             subscribed = tracker().subscribed(),
             "lambda extension registered and running"
         );
+        crate::start_up_pages::release_after_start();
         event_loop(&context, &mut service, settings()).await
     })
 }

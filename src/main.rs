@@ -3,6 +3,7 @@
 mod allocator;
 #[cfg(feature = "lambda")]
 mod lambda_extension;
+mod start_up_pages;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -178,6 +179,7 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             service.shutdown().await;
             return Ok(ExitCode::FAILURE);
         }
+        start_up_pages::release_after_start();
         let signal = wait_for_signal().await?;
         tracing::info!(signal, timeout = ?service.shutdown_timeout(), "shutting down");
         service.shutdown().await;

@@ -136,6 +136,31 @@ enum Field {
     MetricData(Msg),
 }
 
+impl Field {
+    /// Whether prost decodes this field from the wire type.
+    const fn accepts(self, wire: u8) -> bool {
+        match self {
+            Field::RepeatedFixed64 => wire == WIRE_FIXED64 || wire == WIRE_LEN,
+            Field::RepeatedVarint => wire == WIRE_VARINT || wire == WIRE_LEN,
+            _ => wire == self.wire(),
+        }
+    }
+
+    /// The wire type an error names as expected (the unpacked one for repeated numbers).
+    const fn wire(self) -> u8 {
+        match self {
+            Field::Varint | Field::RepeatedVarint => WIRE_VARINT,
+            Field::Fixed64 | Field::RepeatedFixed64 => WIRE_FIXED64,
+            Field::Fixed32 => WIRE_FIXED32,
+            Field::Str
+            | Field::Bytes
+            | Field::Message(_)
+            | Field::Item(_)
+            | Field::MetricData(_) => WIRE_LEN,
+        }
+    }
+}
+
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
 const WIRE_LEN: u8 = 2;
@@ -159,6 +184,29 @@ static FIELDS: [[Option<Field>; MAX_KNOWN_TAG + 1]; ALL_MESSAGES.len()] = {
         while tag <= MAX_KNOWN_TAG {
             table[ALL_MESSAGES[m] as usize][tag] = schema(ALL_MESSAGES[m], tag as u32);
             tag += 1;
+        }
+        m += 1;
+    }
+    table
+};
+
+/// [`FIELDS`] again, keyed by the first byte of a field's key. Entries are there only for
+/// one-byte keys (field numbers 1 to 15, nearly every field sent) whose wire type the field
+/// accepts, so one load both reads the key and checks it. Every other key takes the full
+/// path, which also says what is wrong with it.
+static BY_KEY: [[Option<Field>; 256]; ALL_MESSAGES.len()] = {
+    let mut table = [[None; 256]; ALL_MESSAGES.len()];
+    let mut m = 0;
+    while m < ALL_MESSAGES.len() {
+        let mut key = 0;
+        while key < 128 {
+            let (tag, wire) = (key >> 3, (key & 7) as u8);
+            if let Some(kind) = schema(ALL_MESSAGES[m], tag as u32)
+                && kind.accepts(wire)
+            {
+                table[ALL_MESSAGES[m] as usize][key] = Some(kind);
+            }
+            key += 1;
         }
         m += 1;
     }
@@ -303,10 +351,10 @@ fn scan_boxed(signal: SignalKind, bytes: &[u8]) -> Scan<Scanned> {
     let mut at = Cursor { buf: bytes, pos: 0 };
     let mut scanned = Scanned::default();
     while !at.done() {
-        let (tag, wire) = scanner.key(&mut at, msg)?;
-        match field(msg, tag) {
+        let (tag, wire, kind) = scanner.field_long(&mut at, msg)?;
+        match kind {
             Some(Field::Message(resource)) => {
-                let body = scanner.delimited(&mut at, wire, msg, tag)?;
+                let body = scanner.delimited(&mut at, msg, tag)?;
                 // The request's own fields have the whole budget; each message below it one
                 // less.
                 scanned.items += scanner.message(resource, body, DEPTH_LIMIT - 1)?;
@@ -329,10 +377,6 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn done(&self) -> bool {
         self.pos >= self.buf.len()
-    }
-
-    fn here(&self) -> *const u8 {
-        self.buf[self.pos.min(self.buf.len())..].as_ptr()
     }
 
     /// Keys and lengths are nearly always one byte: that case stays inline.
@@ -375,72 +419,89 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    /// Where an error is, given as a position in a sub-slice of the request: the offset is
+    /// worked out here, on the error path only.
     #[cold]
     #[inline(never)]
-    fn fail(&self, problem: Problem, msg: Msg, field: u32, at: *const u8) -> Box<WireError> {
+    fn fail(
+        &self,
+        problem: Problem,
+        msg: Msg,
+        field: u32,
+        buf: &[u8],
+        pos: usize,
+    ) -> Box<WireError> {
+        let start = (buf.as_ptr() as usize).saturating_sub(self.base.as_ptr() as usize);
         Box::new(WireError {
             problem,
             field,
             message: message_name(msg),
-            offset: (at as usize).saturating_sub(self.base.as_ptr() as usize),
+            offset: start + pos.min(buf.len()),
         })
     }
 
     #[inline(always)]
     fn key(&self, at: &mut Cursor<'a>, msg: Msg) -> Scan<(u32, u8)> {
-        let start = at.here();
+        let start = at.pos;
         let key = at
             .varint()
-            .ok_or_else(|| self.fail(Problem::Varint, msg, 0, start))?;
+            .ok_or_else(|| self.fail(Problem::Varint, msg, 0, at.buf, start))?;
         let Ok(key) = u32::try_from(key) else {
-            return Err(self.fail(Problem::Key, msg, 0, start));
+            return Err(self.fail(Problem::Key, msg, 0, at.buf, start));
         };
         let wire = (key & 7) as u8;
         let tag = key >> 3;
         if wire > WIRE_FIXED32 {
-            return Err(self.fail(Problem::UnknownWireType(wire), msg, tag, start));
+            return Err(self.fail(Problem::UnknownWireType(wire), msg, tag, at.buf, start));
         }
         if tag == 0 {
-            return Err(self.fail(Problem::FieldZero, msg, 0, start));
+            return Err(self.fail(Problem::FieldZero, msg, 0, at.buf, start));
         }
         Ok((tag, wire))
     }
 
     #[inline(always)]
-    fn expect(&self, at: &Cursor<'a>, got: u8, want: u8, msg: Msg, tag: u32) -> Scan<()> {
-        if got == want {
-            Ok(())
-        } else {
-            Err(self.fail(Problem::WrongWireType { got, want }, msg, tag, at.here()))
-        }
-    }
-
-    #[inline(always)]
     fn varint(&self, at: &mut Cursor<'a>, msg: Msg, tag: u32) -> Scan<u64> {
-        let start = at.here();
+        let start = at.pos;
         at.varint()
-            .ok_or_else(|| self.fail(Problem::Varint, msg, tag, start))
+            .ok_or_else(|| self.fail(Problem::Varint, msg, tag, at.buf, start))
     }
 
     #[inline(always)]
     fn fixed(&self, at: &mut Cursor<'a>, width: usize, msg: Msg, tag: u32) -> Scan<()> {
-        let start = at.here();
         match at.advance(width) {
             Some(_) => Ok(()),
-            None => Err(self.fail(Problem::Truncated, msg, tag, start)),
+            None => Err(self.fail(Problem::Truncated, msg, tag, at.buf, at.pos)),
         }
     }
 
-    /// A length-delimited field's bytes.
+    /// A length-delimited field's bytes (the key, already read, said so).
     #[inline(always)]
-    fn delimited(&self, at: &mut Cursor<'a>, wire: u8, msg: Msg, tag: u32) -> Scan<&'a [u8]> {
-        self.expect(at, wire, WIRE_LEN, msg, tag)?;
-        let start = at.here();
+    fn delimited(&self, at: &mut Cursor<'a>, msg: Msg, tag: u32) -> Scan<&'a [u8]> {
+        let start = at.pos;
         let len = self.varint(at, msg, tag)?;
         usize::try_from(len)
             .ok()
             .and_then(|len| at.advance(len))
-            .ok_or_else(|| self.fail(Problem::Truncated, msg, tag, start))
+            .ok_or_else(|| self.fail(Problem::Truncated, msg, tag, at.buf, start))
+    }
+
+    /// A key that is not one byte naming a known field with a wire type it accepts: read in
+    /// full. `None` means an unknown field, which the caller skips.
+    #[inline(never)]
+    fn field_long(&self, at: &mut Cursor<'a>, msg: Msg) -> Scan<(u32, u8, Option<Field>)> {
+        let (tag, wire) = self.key(at, msg)?;
+        match field(msg, tag) {
+            Some(kind) if kind.accepts(wire) => Ok((tag, wire, Some(kind))),
+            Some(kind) => {
+                let problem = Problem::WrongWireType {
+                    got: wire,
+                    want: kind.wire(),
+                };
+                Err(self.fail(problem, msg, tag, at.buf, at.pos))
+            }
+            None => Ok((tag, wire, None)),
+        }
     }
 
     /// Checks the fields of one message; returns its items. `budget` is the nesting prost
@@ -450,48 +511,51 @@ impl<'a> Scanner<'a> {
         let mut items = 0;
         let mut data_items = 0;
         let mut data_variant = None;
-        while !at.done() {
-            let (tag, wire) = self.key(&mut at, msg)?;
-            let Some(kind) = field(msg, tag) else {
-                self.skip(&mut at, wire, tag, budget, msg)?;
-                continue;
+        let by_key = &BY_KEY[msg as usize];
+        while let Some(&byte) = at.buf.get(at.pos) {
+            // One load reads and checks a one-byte key (nearly every key); from here on the
+            // wire type is one the field accepts.
+            let (kind, wire, tag) = match by_key[usize::from(byte)] {
+                Some(kind) => {
+                    at.pos += 1;
+                    (kind, byte & 7, u32::from(byte >> 3))
+                }
+                None => match self.field_long(&mut at, msg)? {
+                    (tag, wire, Some(kind)) => (kind, wire, tag),
+                    (tag, wire, None) => {
+                        self.skip(&mut at, wire, tag, budget, msg)?;
+                        continue;
+                    }
+                },
             };
             match kind {
                 Field::Varint => {
-                    self.expect(&at, wire, WIRE_VARINT, msg, tag)?;
                     self.varint(&mut at, msg, tag)?;
                 }
-                Field::Fixed64 => {
-                    self.expect(&at, wire, WIRE_FIXED64, msg, tag)?;
-                    self.fixed(&mut at, 8, msg, tag)?;
-                }
-                Field::Fixed32 => {
-                    self.expect(&at, wire, WIRE_FIXED32, msg, tag)?;
-                    self.fixed(&mut at, 4, msg, tag)?;
-                }
+                Field::Fixed64 => self.fixed(&mut at, 8, msg, tag)?,
+                Field::Fixed32 => self.fixed(&mut at, 4, msg, tag)?,
                 Field::Str => {
-                    let text = self.delimited(&mut at, wire, msg, tag)?;
+                    let text = self.delimited(&mut at, msg, tag)?;
                     if !is_utf8(text) {
-                        return Err(self.fail(Problem::NotUtf8, msg, tag, text.as_ptr()));
+                        return Err(self.fail(Problem::NotUtf8, msg, tag, text, 0));
                     }
                 }
                 Field::Bytes => {
-                    self.delimited(&mut at, wire, msg, tag)?;
+                    self.delimited(&mut at, msg, tag)?;
                 }
                 Field::RepeatedFixed64 => {
                     if wire == WIRE_LEN {
-                        let packed = self.delimited(&mut at, wire, msg, tag)?;
+                        let packed = self.delimited(&mut at, msg, tag)?;
                         if packed.len() % 8 != 0 {
-                            return Err(self.fail(Problem::PackedWidth, msg, tag, packed.as_ptr()));
+                            return Err(self.fail(Problem::PackedWidth, msg, tag, packed, 0));
                         }
                     } else {
-                        self.expect(&at, wire, WIRE_FIXED64, msg, tag)?;
                         self.fixed(&mut at, 8, msg, tag)?;
                     }
                 }
                 Field::RepeatedVarint => {
                     if wire == WIRE_LEN {
-                        let packed = self.delimited(&mut at, wire, msg, tag)?;
+                        let packed = self.delimited(&mut at, msg, tag)?;
                         let mut values = Cursor {
                             buf: packed,
                             pos: 0,
@@ -500,15 +564,23 @@ impl<'a> Scanner<'a> {
                             self.varint(&mut values, msg, tag)?;
                         }
                     } else {
-                        self.expect(&at, wire, WIRE_VARINT, msg, tag)?;
                         self.varint(&mut at, msg, tag)?;
                     }
                 }
                 Field::Message(inner) | Field::Item(inner) | Field::MetricData(inner) => {
-                    let start = at.here();
-                    let body = self.delimited(&mut at, wire, msg, tag)?;
+                    let start = at.pos;
+                    let body = self.delimited(&mut at, msg, tag)?;
                     if budget == 0 {
-                        return Err(self.fail(Problem::TooDeep, msg, tag, start));
+                        return Err(self.fail(Problem::TooDeep, msg, tag, at.buf, start));
+                    }
+                    let plain = match inner {
+                        // Attributes hold no items, so a plain one needs no further look.
+                        Msg::KeyValue => budget >= 2 && plain_attribute(body),
+                        Msg::AnyValue => plain_value(body),
+                        _ => false,
+                    };
+                    if plain {
+                        continue;
                     }
                     let inner_items = self.message(inner, body, budget - 1)?;
                     match kind {
@@ -531,9 +603,9 @@ impl<'a> Scanner<'a> {
 
     /// Skips an unknown field as prost does, groups included.
     fn skip(&self, at: &mut Cursor<'a>, wire: u8, tag: u32, budget: u32, msg: Msg) -> Scan<()> {
-        let start = at.here();
+        let start = at.pos;
         if budget == 0 {
-            return Err(self.fail(Problem::TooDeep, msg, tag, start));
+            return Err(self.fail(Problem::TooDeep, msg, tag, at.buf, start));
         }
         match wire {
             WIRE_VARINT => {
@@ -542,23 +614,77 @@ impl<'a> Scanner<'a> {
             WIRE_FIXED64 => self.fixed(at, 8, msg, tag)?,
             WIRE_FIXED32 => self.fixed(at, 4, msg, tag)?,
             WIRE_LEN => {
-                self.delimited(at, wire, msg, tag)?;
+                self.delimited(at, msg, tag)?;
             }
             WIRE_START_GROUP => loop {
                 let (inner_tag, inner_wire) = self.key(at, msg)?;
                 if inner_wire == WIRE_END_GROUP {
                     if inner_tag != tag {
-                        return Err(self.fail(Problem::EndGroup, msg, inner_tag, start));
+                        return Err(self.fail(Problem::EndGroup, msg, inner_tag, at.buf, start));
                     }
                     break;
                 }
                 self.skip(at, inner_wire, inner_tag, budget - 1, msg)?;
             },
-            _ => return Err(self.fail(Problem::EndGroup, msg, tag, start)),
+            _ => return Err(self.fail(Problem::EndGroup, msg, tag, at.buf, start)),
         }
         Ok(())
     }
 }
+
+/// Whether a `KeyValue`'s bytes have the shape nearly every attribute has, and are valid:
+/// a UTF-8 key and a plain value ([`plain_value`]), in that order, lengths under 128. Such an
+/// attribute is checked here without the general loop's two nested calls (it costs two levels
+/// of nesting budget, which the caller checks); anything else, valid or not, goes through the
+/// general loop, which also says what is wrong.
+#[inline(always)]
+fn plain_attribute(body: &[u8]) -> bool {
+    let [KEY_STR, key_len @ 0..0x80, rest @ ..] = body else {
+        return false;
+    };
+    let Some((key, rest)) = rest.split_at_checked(usize::from(*key_len)) else {
+        return false;
+    };
+    is_utf8(key)
+        && match rest {
+            [] => true,
+            [KEY_VALUE, value_len @ 0..0x80, value @ ..] => {
+                usize::from(*value_len) == value.len() && plain_value(value)
+            }
+            _ => false,
+        }
+}
+
+/// Whether an `AnyValue`'s bytes are empty or exactly one valid scalar: a string under 128
+/// bytes, bytes, a bool, an int, a double or a string index. Arrays, maps and anything
+/// unusual go through the general loop.
+#[inline(always)]
+fn plain_value(value: &[u8]) -> bool {
+    const STRING: u8 = 1 << 3 | WIRE_LEN;
+    const BOOL: u8 = 2 << 3 | WIRE_VARINT;
+    const INT: u8 = 3 << 3 | WIRE_VARINT;
+    const DOUBLE: u8 = 4 << 3 | WIRE_FIXED64;
+    const BYTES: u8 = 7 << 3 | WIRE_LEN;
+    const STRINDEX: u8 = 8 << 3 | WIRE_VARINT;
+    match value {
+        [] => true,
+        [STRING, len @ 0..0x80, text @ ..] => usize::from(*len) == text.len() && is_utf8(text),
+        [BYTES, len @ 0..0x80, bytes @ ..] => usize::from(*len) == bytes.len(),
+        [DOUBLE, number @ ..] => number.len() == 8,
+        [BOOL | INT | STRINDEX, number @ ..] => {
+            let mut at = Cursor {
+                buf: number,
+                pos: 0,
+            };
+            at.varint().is_some() && at.done()
+        }
+        _ => false,
+    }
+}
+
+/// The keys of `KeyValue`'s two fields: `key` (1, string) and `value` (2, message).
+const KEY_STR: u8 = 1 << 3 | WIRE_LEN;
+const KEY_VALUE: u8 = 2 << 3 | WIRE_LEN;
 
 /// Attribute keys and values are short and nearly always ASCII, which is checked a word at a
 /// time; the general check runs only when a byte is not ASCII.
@@ -1044,6 +1170,98 @@ mod tests {
         assert!((40..59).contains(&deepest), "{deepest}");
         let error = scan(SignalKind::Logs, &nested_body(deepest + 1)).unwrap_err();
         assert!(error.to_string().contains("nest more than 100"), "{error}");
+    }
+
+    /// A log request whose one record has one attribute whose value is a map nested `depth`
+    /// deep, with a plain attribute innermost: the plain path must stop where prost stops.
+    fn nested_attribute(depth: usize) -> Vec<u8> {
+        let mut attribute = [len_field(1, b"k"), len_field(2, &len_field(1, b"v"))].concat();
+        for _ in 0..depth {
+            let map = len_field(1, &attribute); // KeyValueList.values
+            attribute = [len_field(1, b"k"), len_field(2, &len_field(6, &map))].concat();
+        }
+        let record = len_field(6, &attribute); // LogRecord.attributes
+        let scope = len_field(2, &record);
+        let resource = len_field(2, &scope);
+        len_field(1, &resource)
+    }
+
+    #[test]
+    fn plain_attributes_are_limited_in_nesting_as_prost_limits_them() {
+        let deepest = (0..40)
+            .inspect(|depth| assert_agrees::<Logs>(&nested_attribute(*depth)))
+            .filter(|depth| scan(SignalKind::Logs, &nested_attribute(*depth)).is_ok())
+            .max()
+            .expect("shallow maps decode");
+        assert!((20..39).contains(&deepest), "{deepest}");
+    }
+
+    /// Attributes in the shape the plain path takes, and near it: each must be judged as
+    /// prost judges it, whichever path it takes.
+    #[test]
+    fn attributes_near_the_plain_shape_are_judged_as_prost_judges_them() {
+        let string = |text: &[u8]| len_field(1, text);
+        let varint = |tag: u32, bytes: &[u8]| [key(tag, WIRE_VARINT), bytes.to_vec()].concat();
+        let long = vec![b'x'; 200];
+        let values: Vec<Vec<u8>> = vec![
+            vec![],
+            string(b"v"),
+            string(b""),
+            string(&long),
+            string("ü".as_bytes()),
+            string(&[0xff, 0xfe]),
+            len_field(7, &[0xff, 0]),
+            len_field(7, &long),
+            varint(2, &[1]),
+            varint(3, &[0xff; 9]),
+            varint(
+                3,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
+            varint(
+                3,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            ),
+            varint(3, &[0x80]),
+            varint(8, &[7]),
+            [key(4, WIRE_FIXED64), vec![0; 8]].concat(),
+            [key(4, WIRE_FIXED64), vec![0; 7]].concat(),
+            [key(4, WIRE_FIXED64), vec![0; 9]].concat(),
+            [string(b"a"), varint(3, &[5])].concat(),
+            [varint(3, &[5]), string(&[0xff])].concat(),
+            key(1, WIRE_VARINT),
+            vec![0x0a, 0x05, b'a'],
+            vec![0x0a, 0x80, 0x01, b'a'],
+        ];
+        let keys: Vec<Vec<u8>> = vec![
+            string(b"key"),
+            string(b""),
+            string(&long),
+            string(&[0xc3]),
+            string("ключ".as_bytes()),
+            vec![0x0a, 0x03, b'k'],
+        ];
+        let mut accepted = 0;
+        for attribute_key in &keys {
+            for value in &values {
+                for attribute in [
+                    [attribute_key.clone(), len_field(2, value)].concat(),
+                    [len_field(2, value), attribute_key.clone()].concat(),
+                    attribute_key.clone(),
+                    [attribute_key.clone(), len_field(2, value), varint(3, &[1])].concat(),
+                ] {
+                    let record = len_field(6, &attribute);
+                    let bytes = len_field(1, &len_field(2, &len_field(2, &record)));
+                    assert_agrees::<Logs>(&bytes);
+                    // The same bytes as a log body (LogRecord.body is an AnyValue).
+                    let body = len_field(5, value);
+                    let bytes = len_field(1, &len_field(2, &len_field(2, &body)));
+                    assert_agrees::<Logs>(&bytes);
+                    accepted += usize::from(scan(SignalKind::Logs, &bytes).is_ok());
+                }
+            }
+        }
+        assert!(accepted > 50, "{accepted}");
     }
 
     #[test]
