@@ -2,7 +2,8 @@
 //!
 //! Release builds for x86_64 Linux, linked by LLD (rustc's default linker for that target
 //! since 1.90), lay the machine code out in the order of `link/symbol-order.txt`: the
-//! functions that run at start-up and when idle first, then those of the OTLP hot path. A
+//! functions that run when idle first, then those of the OTLP hot path, then those that only
+//! start-up runs (whose pages `src/start_up_pages.rs` releases). A
 //! Rust binary's code is otherwise spread by crate, and as the kernel maps 64 KiB around
 //! every page that faults, start-up alone left 6 MiB of the 15 MiB of code resident
 //! (BENCHMARKS.md, "Code layout"). `scripts/symbol-order.sh` regenerates the file; symbols it

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates link/symbol-order.txt, the code layout of release builds (build.rs): which
-# functions run at start-up and idle, and which on the OTLP path, measured with callgrind.
+# functions run when idle, which on the OTLP path and which only at start-up, measured with
+# callgrind.
 #
 #   scripts/symbol-order.sh
 #
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 root="$PWD"
 work="$root/target/link-order"
 mkdir -p "$work"
-rm -f "$work"/*.callgrind "$work"/*.log
+rm -f "$work"/*.callgrind "$work"/*.callgrind.* "$work"/*.log
 
 SLUICE_LINK_MAP="$work/sluice.map" cargo build --release --locked -p sluice --bin sluice
 cargo build --release --locked -p sluice-loadgen
@@ -43,6 +44,14 @@ run() {
     (echo > "/dev/tcp/127.0.0.1/$http") 2>/dev/null && break
     sleep 0.2
   done
+  # Everything until now is start-up: dump it as its own part ($1.callgrind.1). What runs
+  # from here on (timers, scrapes, the first connections as a readiness probe makes them, and
+  # traffic) is what stays in use once sluice releases its start-up pages; it goes to
+  # $1.callgrind.
+  sleep 1
+  callgrind_control -d "$pid" > /dev/null
+  (echo > "/dev/tcp/127.0.0.1/$grpc") 2>/dev/null || true
+  (echo > "/dev/tcp/127.0.0.1/$http") 2>/dev/null || true
   sleep "$idle"
   if [ "$traffic" = traffic ]; then
     for signal in traces logs metrics; do
@@ -85,11 +94,14 @@ service:
     logs: {receivers: [otlp], processors: [batch], exporters: [nop]}
 EOF
 
-# Start-up and idle with the embedded default config (one host metrics scrape included).
+# Start-up, then idle, with the embedded default config (host metrics scrapes included).
 run startup 12 "" ""
 run default-traffic 1 traffic ""
 run nop-traffic 1 traffic "$work/nop.yaml"
 
+# Code in use after start-up first (idle, then the OTLP path), so that what comes back after
+# the start-up pages are released sits together; start-up-only code last.
 python3 scripts/symbol_order.py "$work/sluice.map" "$binary" link/symbol-order.txt \
-  "$work/startup.callgrind" "$work/default-traffic.callgrind" "$work/nop-traffic.callgrind"
+  "$work/startup.callgrind" "$work/default-traffic.callgrind" "$work/nop-traffic.callgrind" \
+  "$work/startup.callgrind.1" "$work/nop-traffic.callgrind.1"
 echo "now rebuild (cargo build --release) and measure: python3 benches/startup_idle.py"

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Writes LLD's symbol ordering file for sluice from callgrind runs (see symbol-order.sh).
 
-Usage: symbol_order.py MAP BINARY OUT STARTUP.callgrind [TRAFFIC.callgrind ...]
+Usage: symbol_order.py MAP BINARY OUT RUN.callgrind [RUN.callgrind ...]
 
-MAP is the linker map of BINARY (`SLUICE_LINK_MAP`) and each callgrind file a run of it with
-`--dump-instr=yes --compress-pos=no --compress-strings=no` (callgrind writes the addresses of
-a position-independent binary as in the file, so they match the map). Every code section that holds an executed
-instruction is named by its first symbol: first those the start-up run executed (start-up
-and idle), then those only the traffic runs did, each group in the binary's current order.
+MAP is the linker map of BINARY (`SLUICE_LINK_MAP`) and each callgrind file a run (or part of
+a run) of it with `--dump-instr=yes --compress-pos=no --compress-strings=no` (callgrind writes
+addresses as in the file, for a position-dependent or -independent binary alike, so they match
+the map). Every code section that holds an executed instruction is named by its first symbol,
+grouped by the first run that executed it, in the order the runs are given (symbol-order.sh:
+idle after start-up, OTLP traffic, start-up only); each group in the binary's current order.
 """
 import bisect
 import re

@@ -7,6 +7,8 @@
 //! pages stay in the process's resident set for good. Once every component has started,
 //! [`release`] unmaps the read-only pages of the executable; the ones still needed come back
 //! from the page cache on their next use, without a disk read, as the cache still holds them.
+//! Release builds lay idle and traffic code out apart from start-up-only code (`build.rs`), so
+//! what comes back sits together.
 //!
 //! Only mappings of the executable that cannot be written and hold no private page are
 //! released: their contents are exactly the file's, so dropping them loses nothing. A
