@@ -171,29 +171,10 @@ const WIRE_FIXED32: u8 = 5;
 /// prost's recursion limit.
 const DEPTH_LIMIT: u32 = 100;
 
-/// Highest field number any OTLP message above uses.
-const MAX_KNOWN_TAG: usize = 16;
-
-/// [`schema`] as a table, built at compile time: the lookup for every field of every
-/// request is two indexed loads instead of a branchy match.
-static FIELDS: [[Option<Field>; MAX_KNOWN_TAG + 1]; ALL_MESSAGES.len()] = {
-    let mut table = [[None; MAX_KNOWN_TAG + 1]; ALL_MESSAGES.len()];
-    let mut m = 0;
-    while m < ALL_MESSAGES.len() {
-        let mut tag = 1;
-        while tag <= MAX_KNOWN_TAG {
-            table[ALL_MESSAGES[m] as usize][tag] = schema(ALL_MESSAGES[m], tag as u32);
-            tag += 1;
-        }
-        m += 1;
-    }
-    table
-};
-
-/// [`FIELDS`] again, keyed by the first byte of a field's key. Entries are there only for
-/// one-byte keys (field numbers 1 to 15, nearly every field sent) whose wire type the field
-/// accepts, so one load both reads the key and checks it. Every other key takes the full
-/// path, which also says what is wrong with it.
+/// [`schema`] as a table built at compile time, keyed by the first byte of a field's key.
+/// Entries are there only for one-byte keys (field numbers 1 to 15, nearly every field sent)
+/// whose wire type the field accepts, so one load both reads the key and checks it. Every
+/// other key takes the full path ([`schema`] itself), which also says what is wrong with it.
 static BY_KEY: [[Option<Field>; 256]; ALL_MESSAGES.len()] = {
     let mut table = [[None; 256]; ALL_MESSAGES.len()];
     let mut m = 0;
@@ -212,14 +193,6 @@ static BY_KEY: [[Option<Field>; 256]; ALL_MESSAGES.len()] = {
     }
     table
 };
-
-#[inline(always)]
-fn field(msg: Msg, tag: u32) -> Option<Field> {
-    match FIELDS[msg as usize].get(tag as usize) {
-        Some(field) => *field,
-        None => None,
-    }
-}
 
 const fn schema(msg: Msg, tag: u32) -> Option<Field> {
     use Field::*;
@@ -491,7 +464,7 @@ impl<'a> Scanner<'a> {
     #[inline(never)]
     fn field_long(&self, at: &mut Cursor<'a>, msg: Msg) -> Scan<(u32, u8, Option<Field>)> {
         let (tag, wire) = self.key(at, msg)?;
-        match field(msg, tag) {
+        match schema(msg, tag) {
             Some(kind) if kind.accepts(wire) => Ok((tag, wire, Some(kind))),
             Some(kind) => {
                 let problem = Problem::WrongWireType {
@@ -1032,11 +1005,13 @@ mod tests {
     fn the_table_holds_every_known_field() {
         for (i, msg) in ALL_MESSAGES.iter().enumerate() {
             assert_eq!(*msg as usize, i, "ALL_MESSAGES is in declaration order");
-            for tag in 0..200 {
+            for key in 0..256u32 {
+                let expected = schema(*msg, key >> 3)
+                    .filter(|kind| key < 0x80 && kind.accepts((key & 7) as u8));
                 assert_eq!(
-                    format!("{:?}", field(*msg, tag)),
-                    format!("{:?}", schema(*msg, tag)),
-                    "{msg:?} field {tag}"
+                    format!("{:?}", BY_KEY[*msg as usize][key as usize]),
+                    format!("{expected:?}"),
+                    "{msg:?} key {key:#x}"
                 );
             }
         }
