@@ -23,6 +23,15 @@ if ! command -v tansu >/dev/null; then
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
 
+# Real SDK clients (tests/answer_without_waiting.rs): an application instrumented with the
+# OpenTelemetry Python SDK, from PyPI.
+if ! python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http" 2>/dev/null; then
+  echo "== installing: the OpenTelemetry Python SDK"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-grpc==1.45.2 \
+    opentelemetry-exporter-otlp-proto-http==1.45.2
+fi
+
 echo "== format"
 cargo fmt --all -- --check
 

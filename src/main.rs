@@ -76,20 +76,7 @@ fn load(args: &ConfigArgs) -> Result<sluice_config::Node, ConfigErrors> {
         });
     }
     for path in &args.files {
-        match std::fs::read_to_string(path) {
-            Ok(text) => sources.push(Source {
-                name: path.display().to_string(),
-                text,
-            }),
-            Err(e) => {
-                return Err(sluice_config::Diagnostic::new(
-                    None,
-                    "",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-                .into());
-            }
-        }
+        sources.push(Source::from_file(path)?);
     }
     sluice_config::load(&sources, &args.sets, &|name| std::env::var(name).ok())
 }
@@ -122,13 +109,38 @@ fn build(args: &ConfigArgs, with_logging: bool) -> Result<Service, ConfigErrors>
 }
 
 fn print_errors(errors: &ConfigErrors) {
-    eprintln!(
-        "invalid configuration ({} problem{}):",
+    let mut text = format!(
+        "invalid configuration ({} problem{}):\n",
         errors.0.len(),
         if errors.0.len() == 1 { "" } else { "s" }
     );
     for e in &errors.0 {
-        eprintln!("  {e}");
+        text.push_str(&format!("  {e}\n"));
+    }
+    write_quietly(&mut std::io::stderr(), &text);
+}
+
+/// Writes to stdout or stderr and ignores failures: a reader that went away (`sluice
+/// components | head`) or a closed stderr must not make the process panic, as `println!`
+/// would.
+fn write_quietly(out: &mut impl std::io::Write, text: &str) {
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// sluice's log output. Writing a log line can fail (stderr is a pipe whose reader died, a
+/// full disk); a log line is never worth more than the data, so failures are dropped here
+/// instead of reaching the logging library, whose own error report would panic on the same
+/// closed stream inside whichever task logged.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -137,7 +149,8 @@ fn init_logging(config: &TelemetryConfig) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logs.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match config.logs.encoding {
         LogEncoding::Json => builder.json().try_init(),
@@ -152,20 +165,55 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// The signals sluice acts on. All are taken over as soon as the runtime exists: the default
+/// action of SIGHUP, SIGUSR1 and SIGUSR2 is to end the process at once, which would lose what
+/// memory queues hold.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let take = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot listen for {name}"))
+        };
+        Ok(Signals {
+            term: take(SignalKind::terminate(), "SIGTERM")?,
+            int: take(SignalKind::interrupt(), "SIGINT")?,
+            hup: take(SignalKind::hangup(), "SIGHUP")?,
+            usr1: take(SignalKind::user_defined1(), "SIGUSR1")?,
+            usr2: take(SignalKind::user_defined2(), "SIGUSR2")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT; other signals are logged and carry on.
+    async fn shutdown_requested(&mut self) -> &'static str {
+        loop {
+            let other = tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => "SIGHUP",
+                _ = self.usr1.recv() => "SIGUSR1",
+                _ = self.usr2.recv() => "SIGUSR2",
+            };
+            tracing::warn!(
+                signal = other,
+                "signal ignored; SIGTERM or SIGINT stops sluice"
+            );
+        }
+    }
 }
 
 fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     // Components may set up connections while being built, which needs the runtime.
     let runtime = runtime()?;
     let _entered = runtime.enter();
+    let mut signals = Signals::listen()?;
     let mut service = match build(args, true) {
         Ok(s) => s,
         Err(errors) => {
@@ -180,7 +228,7 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
         start_up_pages::release_after_start();
-        let signal = wait_for_signal().await?;
+        let signal = signals.shutdown_requested().await;
         tracing::info!(signal, timeout = ?service.shutdown_timeout(), "shutting down");
         service.shutdown().await;
         Ok(ExitCode::SUCCESS)
@@ -202,7 +250,7 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         print_errors(&ConfigErrors(problems));
         return Ok(ExitCode::FAILURE);
     }
-    println!("configuration is valid");
+    write_quietly(&mut std::io::stdout(), "configuration is valid\n");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -259,8 +307,8 @@ fn components() -> ExitCode {
             String::new(),
         )
     }));
-    println!(
-        "{:<10} {:<20} {:<18} {:<46} DESCRIPTION",
+    let mut text = format!(
+        "{:<10} {:<20} {:<18} {:<46} DESCRIPTION\n",
         "KIND", "TYPE", "ALIASES", "SIGNALS"
     );
     for (kind, info, signals) in rows {
@@ -274,18 +322,19 @@ fn components() -> ExitCode {
         } else {
             signals
         };
-        println!(
-            "{kind:<10} {:<20} {aliases:<18} {signals:<46} {}",
+        text.push_str(&format!(
+            "{kind:<10} {:<20} {aliases:<18} {signals:<46} {}\n",
             info.type_name, info.description
-        );
+        ));
     }
+    write_quietly(&mut std::io::stdout(), &text);
     ExitCode::SUCCESS
 }
 
 fn print_config(args: &ConfigArgs) -> ExitCode {
     match load(args) {
         Ok(node) => {
-            print!("{}", sluice_config::to_yaml(&node));
+            write_quietly(&mut std::io::stdout(), &sluice_config::to_yaml(&node));
             ExitCode::SUCCESS
         }
         Err(errors) => {

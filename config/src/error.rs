@@ -45,12 +45,13 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A diagnostic without a suggestion.
+    /// A diagnostic without a suggestion. A message is cut to [`MAX_MESSAGE_CHARS`]: one
+    /// echoing a huge value must not become a huge log line.
     pub fn new(pos: Option<Pos>, path: impl Into<String>, message: impl Into<String>) -> Self {
         Diagnostic {
             pos,
-            path: path.into(),
-            message: message.into(),
+            path: cut(path.into()),
+            message: cut(message.into()),
             suggestion: None,
         }
     }
@@ -79,6 +80,17 @@ impl fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
+
+/// The longest message or key path a diagnostic shows.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`] characters, saying how much was left out.
+pub fn cut(text: String) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => text,
+        Some((at, _)) => format!("{}… ({} more bytes)", &text[..at], text.len() - at),
+    }
+}
 
 /// Every problem found, reported together so the user can fix them in one pass.
 #[derive(Clone, Debug, PartialEq, Eq, Default, thiserror::Error)]

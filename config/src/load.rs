@@ -24,15 +24,53 @@ impl Source {
         }
     }
 
-    /// Reads a file; the path as given becomes the source name.
-    pub fn from_file(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+    /// Reads a config file; the path as given becomes the source name. Only a regular file
+    /// of at most [`MAX_CONFIG_BYTES`] is read: `--config /dev/zero` or a FIFO nobody writes
+    /// must fail at once with a clear message, not fill memory or hang.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, Diagnostic> {
+        use std::io::Read;
         let path = path.as_ref();
-        Ok(Source {
-            name: path.display().to_string(),
-            text: std::fs::read_to_string(path)?,
-        })
+        let shown = path.display().to_string();
+        let fail = |message: String| Diagnostic::new(None, "", format!("{shown}: {message}"));
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            let kind = if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file (a device, FIFO or socket)"
+            };
+            return Err(fail(format!("cannot read: {kind}; give a YAML file")));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "is {} bytes; a config may be at most {MAX_CONFIG_BYTES} bytes",
+                meta.len()
+            )));
+        }
+        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        // The size was checked, but the file may grow while it is read.
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "grew past {MAX_CONFIG_BYTES} bytes while being read"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            fail(format!(
+                "is not UTF-8 text (at byte {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        Ok(Source { name: shown, text })
     }
 }
+
+/// The largest config file sluice reads. Real collector configs are a few KiB; this leaves
+/// room for generated ones while bounding what parsing one can cost.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Parses every source, expands env references in each, deep-merges them in order,
 /// then applies each `--set` in order. All problems are reported together.

@@ -141,6 +141,54 @@ impl Builder {
         )
     }
 
+    /// Applies YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`), which real collector
+    /// configs use to share settings between components: the merged maps' entries are added
+    /// where the map does not set the key itself, earlier merged maps winning over later ones.
+    fn merge_keys(&mut self, map: Map) -> Map {
+        if !map.entries.iter().any(|(k, _)| k.name == "<<") {
+            return map;
+        }
+        let (sources, mut entries): (Vec<_>, Vec<_>) =
+            map.entries.into_iter().partition(|(k, _)| k.name == "<<");
+        for (key, value) in sources {
+            let maps = match value.value {
+                Value::Map(m) => vec![m],
+                Value::Seq(items) => {
+                    let mut maps = Vec::new();
+                    for item in items {
+                        match item.value {
+                            Value::Map(m) => maps.push(m),
+                            _ => self.errors.push(Diagnostic::new(
+                                Some(item.pos),
+                                "<<",
+                                "a merge key (`<<`) takes a mapping or a list of mappings; \
+                                 this list item is not a mapping",
+                            )),
+                        }
+                    }
+                    maps
+                }
+                Value::Null => Vec::new(),
+                Value::Scalar(_) => {
+                    self.errors.push(Diagnostic::new(
+                        Some(key.pos),
+                        "<<",
+                        "a merge key (`<<`) takes a mapping or a list of mappings (e.g. `<<: *defaults`)",
+                    ));
+                    Vec::new()
+                }
+            };
+            for m in maps {
+                for (k, v) in m.entries {
+                    if !entries.iter().any(|(have, _)| have.name == k.name) {
+                        entries.push((k, v));
+                    }
+                }
+            }
+        }
+        Map { entries }
+    }
+
     fn complete(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
             let (size, depth) = measure(&node);
@@ -295,6 +343,7 @@ impl MarkedEventReceiver for Builder {
                 Some(Frame::Map {
                     anchor, pos, map, ..
                 }) => {
+                    let map = self.merge_keys(map);
                     self.complete(
                         Node {
                             value: Value::Map(map),
@@ -384,6 +433,37 @@ mod tests {
             let n = parse(text);
             assert!(n.as_map().unwrap().is_empty());
         }
+    }
+
+    #[test]
+    fn merge_keys_fill_in_what_the_map_does_not_set() {
+        let text = "
+defaults: &defaults
+  endpoint: a:1
+  timeout: 5s
+more: &more
+  timeout: 9s
+  compression: gzip
+one:
+  <<: *defaults
+  timeout: 1s
+two:
+  <<: [*more, *defaults]
+";
+        let root = parse_yaml("t.yaml", text).unwrap();
+        let get = |path: &[&str]| {
+            root.get_path(path.iter().copied())
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        };
+        assert_eq!(get(&["one", "endpoint"]).as_deref(), Some("a:1"));
+        assert_eq!(get(&["one", "timeout"]).as_deref(), Some("1s"));
+        assert_eq!(get(&["two", "timeout"]).as_deref(), Some("9s"));
+        assert_eq!(get(&["two", "compression"]).as_deref(), Some("gzip"));
+        assert_eq!(get(&["two", "endpoint"]).as_deref(), Some("a:1"));
+        assert!(root.get_path(["one", "<<"]).is_none());
+        let bad = parse_yaml("t.yaml", "a:\n  <<: 3\n").unwrap_err();
+        assert!(bad.to_string().contains("merge key"), "{bad}");
     }
 
     #[test]

@@ -440,6 +440,11 @@ impl<S: Signal> Batch<S> {
         }
     }
 
+    /// Whether some sender waits for this batch's outcome.
+    pub fn has_acks(&self) -> bool {
+        !self.acks.is_empty()
+    }
+
     /// Takes the acknowledgements out, e.g. to settle them when the data is queued rather
     /// than when it is delivered.
     pub fn take_acks(&mut self) -> Vec<Ack> {

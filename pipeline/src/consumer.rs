@@ -16,6 +16,28 @@ use crate::signal::{Logs, Metrics, Signal, SignalKind, Traces};
 #[async_trait]
 pub trait Consumer<S: Signal>: Send + Sync + 'static {
     async fn consume(&self, batch: Batch<S>);
+
+    /// When this consumer settles the acknowledgements it is given. A stage in front of it
+    /// that holds data (the batch processor) may answer senders itself once it holds the
+    /// data in memory only when everything after it answers on memory too; otherwise memory
+    /// would stand in for a disk write or a delivery the configuration asked for. Stages that
+    /// pass batches on report their next stage's point; the default is the strictest, so a
+    /// consumer that says nothing never lets a stage in front of it answer early.
+    fn ack_point(&self) -> AckPoint {
+        AckPoint::Delivered
+    }
+}
+
+/// What "taken responsibility" means for a consumer, from weakest to strongest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AckPoint {
+    /// Answered once the data is held in memory (an in-memory sending queue, a connector
+    /// that has counted it, a discarding exporter).
+    Memory,
+    /// Answered once the data is in a persistent queue's log on disk.
+    Stored,
+    /// Answered once the data is delivered.
+    Delivered,
 }
 
 pub type DynConsumer<S> = Arc<dyn Consumer<S>>;
@@ -34,6 +56,14 @@ impl AnyConsumer {
             AnyConsumer::Traces(_) => SignalKind::Traces,
             AnyConsumer::Metrics(_) => SignalKind::Metrics,
             AnyConsumer::Logs(_) => SignalKind::Logs,
+        }
+    }
+
+    pub fn ack_point(&self) -> AckPoint {
+        match self {
+            AnyConsumer::Traces(c) => c.ack_point(),
+            AnyConsumer::Metrics(c) => c.ack_point(),
+            AnyConsumer::Logs(c) => c.ack_point(),
         }
     }
 
@@ -126,6 +156,15 @@ impl<S: Signal> Consumer<S> for Fanout<S> {
         }
         sends.push(last.consume(batch));
         futures::future::join_all(sends).await;
+    }
+
+    /// A batch is answered when every target has answered: the strictest target decides.
+    fn ack_point(&self) -> AckPoint {
+        self.targets
+            .iter()
+            .map(|t| t.ack_point())
+            .max()
+            .unwrap_or(AckPoint::Memory)
     }
 }
 

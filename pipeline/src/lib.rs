@@ -3,6 +3,7 @@
 pub mod ack;
 pub mod admission;
 pub mod batch;
+pub mod batching;
 pub mod codec;
 pub mod component;
 pub mod consumer;
@@ -21,7 +22,7 @@ pub use component::{
     decode_config,
 };
 pub use consumer::{
-    AnyConsumer, Consumer, DynConsumer, SignalConsumer, WrapConsumer, deliver, fanout,
+    AckPoint, AnyConsumer, Consumer, DynConsumer, SignalConsumer, WrapConsumer, deliver, fanout,
 };
 pub use service::Service;
 pub use signal::{Logs, Metrics, PerSignal, Signal, SignalKind, Traces};

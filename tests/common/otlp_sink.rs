@@ -9,6 +9,7 @@ use prost::Message;
 
 pub struct OtlpSink {
     bodies: Arc<Mutex<Vec<String>>>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -25,14 +26,18 @@ impl OtlpSink {
             .unwrap();
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let seen = bodies.clone();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
         let app = axum::Router::new().route(
             "/v1/logs",
             axum::routing::post(move |body: axum::body::Bytes| {
                 let seen = seen.clone();
+                let counted = counted.clone();
                 async move {
                     let Ok(request) = ExportLogsServiceRequest::decode(body) else {
                         return axum::http::StatusCode::BAD_REQUEST;
                     };
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let mut seen = seen.lock().unwrap();
                     for r in request.resource_logs {
                         for s in r.scope_logs {
@@ -51,6 +56,7 @@ impl OtlpSink {
         runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
         OtlpSink {
             bodies,
+            requests,
             _runtime: runtime,
         }
     }
@@ -58,5 +64,10 @@ impl OtlpSink {
     /// Every log body received so far, duplicates included.
     pub fn bodies(&self) -> Vec<String> {
         self.bodies.lock().unwrap().clone()
+    }
+
+    /// Valid requests received so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -61,6 +61,7 @@ impl ExporterFactory for DebugExporterFactory {
                 enabled: false,
                 ..QueueSettings::default()
             },
+            local_delivery: true,
             ..HelperSettings::default()
         };
         Ok(export_signals(

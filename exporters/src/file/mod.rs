@@ -61,6 +61,7 @@ impl ExporterFactory for FileExporterFactory {
             queue: cfg.sending_queue,
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
+            local_delivery: false,
         };
         let mut built = export_signals(&name, &settings, signals, sink.clone(), ctx);
         // Shutdown order: the queues drain into the files, then they are ended and closed.

@@ -77,6 +77,7 @@ impl ExporterFactory for KafkaExporterFactory {
             // Longer than librdkafka's own message timeout, so its report (a retryable
             // failure) arrives before the helper gives up on the attempt.
             timeout: cfg.timeout.0 * 2 + StdDuration::from_secs(1),
+            local_delivery: false,
         };
         let mut built = export_signals(&name, &settings, signals, exporter.clone(), ctx);
         // Last in shutdown order: the helpers drain into the producer before it is flushed.

@@ -76,4 +76,9 @@ impl<S: Signal> Consumer<S> for Discard {
         self.sent.add(batch.items() as u64);
         batch.settle(&Ok(()));
     }
+
+    /// Discarded data is as gone as delivered data: nothing in front needs to wait for it.
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        sluice_pipeline::AckPoint::Memory
+    }
 }

@@ -115,6 +115,7 @@ impl ExporterFactory for OtlpGrpcExporterFactory {
             queue: cfg.sending_queue,
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
+            local_delivery: false,
         };
         let exporter = Arc::new(OtlpGrpcExporter {
             channel,

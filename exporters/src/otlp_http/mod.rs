@@ -138,6 +138,7 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             queue: cfg.sending_queue,
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
+            local_delivery: false,
         };
         let exporter = Arc::new(OtlpHttpExporter {
             client,

@@ -114,6 +114,7 @@ impl ExporterFactory for WebhookExporterFactory {
             queue: cfg.sending_queue,
             retry: cfg.retry_on_failure,
             timeout: cfg.timeout.0,
+            local_delivery: false,
         };
         let (consumer, lifecycle) =
             ExportHelper::<Logs>::new(&name, settings, exporter, ctx).parts();

@@ -7,8 +7,9 @@ mod retry;
 mod settings;
 
 pub use retry::Backoff;
-pub use settings::{HelperSettings, QueueSettings, RetrySettings, Sizer};
+pub use settings::{HelperSettings, QueueBatchSettings, QueueSettings, RetrySettings, Sizer};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -17,8 +18,9 @@ use tokio::time::Instant;
 
 use crate::ack::{DeliveryError, Outcome};
 use crate::batch::{Batch, settle_all};
+use crate::batching::{BatchingCounters, FlushRequest};
 use crate::component::{BuildContext, BuiltExporter, Lifecycle, StartError};
-use crate::consumer::{Consumer, DynConsumer, SignalConsumer};
+use crate::consumer::{AckPoint, Consumer, DynConsumer, SignalConsumer};
 use crate::queue::{PushError, SizedQueue};
 use crate::signal::{Logs, Metrics, PerSignal, Signal, SignalKind, Traces};
 use crate::telemetry::{Counter, Gauge};
@@ -40,12 +42,20 @@ struct Inner<S: Signal> {
     name: String,
     export: Arc<dyn Export<S>>,
     settings: HelperSettings,
-    queue: Option<SizedQueue<Batch<S>>>,
+    queue: Option<Arc<SizedQueue<Batch<S>>>>,
+    /// With `sending_queue.batch`: the merged batches on their way from the batching task to
+    /// the consumers (at most one per consumer waits here).
+    merged: Option<Arc<SizedQueue<Batch<S>>>>,
+    /// Flush requests to the batching task.
+    batcher_flush: Mutex<Option<tokio::sync::mpsc::UnboundedSender<FlushRequest>>>,
+    /// Items the batching task holds, for counting what a forced stop loses.
+    batcher_held: Arc<AtomicUsize>,
     /// Set instead of `queue` when `sending_queue.storage` names a `file_storage` extension.
     persistent: Option<persistent::Persistent>,
     stats: Stats,
-    /// Batches taken into the queue and not yet finished (sent or given up), so a flush can
-    /// wait for the queue to be empty *and* the workers idle.
+    /// Items taken into the queue and not yet finished (sent or given up), so a flush can
+    /// wait for the queue to be empty *and* the workers idle. Items, not batches: the
+    /// batching task merges and cuts batches on their way.
     unfinished: tokio::sync::watch::Sender<usize>,
 }
 
@@ -53,6 +63,7 @@ struct Inner<S: Signal> {
 pub struct ExportHelper<S: Signal> {
     inner: Arc<Inner<S>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    batcher: Mutex<Option<JoinHandle<()>>>,
     /// Held for reading by every inline send; shutdown takes it for writing to wait them out.
     inline_sends: Arc<tokio::sync::RwLock<()>>,
 }
@@ -155,7 +166,9 @@ impl<S: Signal> ExportHelper<S> {
             _ => None,
         };
         let queue = (settings.queue.enabled && persistent.is_none())
-            .then(|| SizedQueue::new(settings.queue.capacity() as usize));
+            .then(|| Arc::new(SizedQueue::new(settings.queue.capacity() as usize)));
+        let merged = (queue.is_some() && settings.queue.batch.is_some())
+            .then(|| Arc::new(SizedQueue::new(settings.queue.num_consumers.max(1))));
         let capacity = match (&queue, &persistent) {
             (Some(q), _) => Some(q.capacity() as i64),
             // Without a queue_size of its own a persistent queue is bounded by its disk cap.
@@ -202,11 +215,15 @@ impl<S: Signal> ExportHelper<S> {
                 export,
                 settings,
                 queue,
+                merged,
+                batcher_flush: Mutex::new(None),
+                batcher_held: Arc::new(AtomicUsize::new(0)),
                 persistent,
                 stats,
                 unfinished: tokio::sync::watch::Sender::new(0),
             }),
             workers: Mutex::new(Vec::new()),
+            batcher: Mutex::new(None),
             inline_sends: Arc::new(tokio::sync::RwLock::new(())),
         })
     }
@@ -246,6 +263,32 @@ impl<S: Signal> Inner<S> {
             Sizer::Items => batch.items(),
             Sizer::Requests => 1,
         }
+    }
+
+    /// Settles batches the shutdown deadline left undelivered, and counts and reports them.
+    fn lose_at_shutdown(&self, left: Vec<Batch<S>>) {
+        if left.is_empty() {
+            return;
+        }
+        let items: usize = left.iter().map(|b| b.items()).sum();
+        let error = DeliveryError::retryable("collector shut down before the data was delivered");
+        for batch in left {
+            batch.settle(&Err(error.clone()));
+        }
+        self.count_lost(items);
+    }
+
+    fn count_lost(&self, items: usize) {
+        if items == 0 {
+            return;
+        }
+        self.stats.failed.add(items as u64);
+        tracing::error!(
+            exporter = %self.name,
+            lost = items,
+            item = S::ITEM_NAME,
+            "shutdown timeout reached with data still queued in memory; it is lost"
+        );
     }
 
     fn update_queue_gauge(&self) {
@@ -349,14 +392,17 @@ impl<S: Signal> Consumer<S> for ExportHelper<S> {
             batch.take_acks()
         };
         let weight = inner.weight(&batch);
-        inner.unfinished.send_modify(|n| *n += 1);
+        let count = batch.items();
+        inner.unfinished.send_modify(|n| *n += count);
         let pushed = if inner.settings.queue.block_on_overflow {
             queue.push(batch, weight).await
         } else {
             queue.try_push(batch, weight)
         };
         if pushed.is_err() {
-            inner.unfinished.send_modify(|n| *n = n.saturating_sub(1));
+            inner
+                .unfinished
+                .send_modify(|n| *n = n.saturating_sub(count));
         }
         let outcome = match pushed {
             Ok(()) => Ok(()),
@@ -373,6 +419,19 @@ impl<S: Signal> Consumer<S> for ExportHelper<S> {
         };
         inner.update_queue_gauge();
         settle_all(acks, &outcome);
+    }
+
+    fn ack_point(&self) -> AckPoint {
+        let queue = &self.inner.settings.queue;
+        if self.inner.settings.local_delivery && !queue.wait_for_delivery {
+            AckPoint::Memory
+        } else if !queue.enabled || queue.wait_for_delivery {
+            AckPoint::Delivered
+        } else if self.inner.persistent.is_some() {
+            AckPoint::Stored
+        } else {
+            AckPoint::Memory
+        }
     }
 }
 
@@ -398,22 +457,71 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             }
             return Ok(());
         }
-        if self.inner.queue.is_none() {
+        let Some(queue) = self.inner.queue.clone() else {
             return Ok(());
-        }
+        };
+        // The consumers take from the queue, or from the batching task's output.
+        let source = match (&self.inner.merged, &self.inner.settings.queue.batch) {
+            (Some(merged), Some(batch)) => {
+                let batch = batch.clone();
+                let (flushes, flush_requests) = tokio::sync::mpsc::unbounded_channel();
+                if let Ok(mut f) = self.inner.batcher_flush.lock() {
+                    *f = Some(flushes);
+                }
+                let out = merged.clone();
+                let inner = self.inner.clone();
+                let task = tokio::spawn(async move {
+                    let gauge = inner.clone();
+                    crate::batching::run(
+                        queue,
+                        batch.limits(),
+                        batch.flush_timeout.0,
+                        flush_requests,
+                        BatchingCounters::default(),
+                        inner.batcher_held.clone(),
+                        move |b: Batch<S>| {
+                            let out = out.clone();
+                            let gauge = gauge.clone();
+                            async move {
+                                gauge.update_queue_gauge();
+                                if let Err(PushError::Closed(b) | PushError::Full(b)) =
+                                    out.push(b, 1).await
+                                {
+                                    // Only after the consumers were stopped at the deadline.
+                                    gauge.lose_at_shutdown(vec![b]);
+                                }
+                            }
+                        },
+                    )
+                    .await;
+                    // Everything is handed on: the consumers end once they have sent it.
+                    if let Some(merged) = &inner.merged {
+                        merged.close();
+                    }
+                });
+                if let Ok(mut b) = self.batcher.lock() {
+                    *b = Some(task);
+                }
+                merged.clone()
+            }
+            _ => queue,
+        };
         let mut workers = self
             .workers
             .lock()
             .map_err(|_| StartError::new(&self.inner.name, "worker list poisoned"))?;
         for _ in 0..self.inner.settings.queue.num_consumers.max(1) {
             let inner = self.inner.clone();
+            let source = source.clone();
             workers.push(tokio::spawn(async move {
-                let Some(queue) = &inner.queue else { return };
-                while let Some(batch) = queue.pop().await {
+                while let Some(batch) = source.pop().await {
                     inner.update_queue_gauge();
                     let outcome = inner.send(&batch).await;
+                    let items = batch.items();
                     batch.settle(&outcome);
-                    inner.unfinished.send_modify(|n| *n = n.saturating_sub(1));
+                    inner
+                        .unfinished
+                        .send_modify(|n| *n = n.saturating_sub(items));
                 }
             }));
         }
@@ -427,6 +535,14 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             if let Some(q) = self.inner.persistent.as_ref().and_then(|p| p.queue()) {
                 q.wait_empty().await;
             } else if self.inner.queue.is_some() {
+                // A partial batch waiting for its timeout is handed on now.
+                let batcher = self.inner.batcher_flush.lock().ok().and_then(|f| f.clone());
+                if let Some(batcher) = batcher {
+                    let (done, answered) = tokio::sync::oneshot::channel();
+                    if batcher.send(done).is_ok() {
+                        let _ = answered.await;
+                    }
+                }
                 let mut unfinished = self.inner.unfinished.subscribe();
                 let _ = unfinished.wait_for(|n| *n == 0).await;
             } else {
@@ -458,24 +574,26 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             return;
         };
         queue.close();
+        // The batching task hands on the rest of the queue and ends; then the consumers.
+        let batcher = self.batcher.lock().ok().and_then(|mut b| b.take());
+        if let Some(batcher) = batcher {
+            let abort = batcher.abort_handle();
+            if tokio::time::timeout_at(deadline, batcher).await.is_err() {
+                abort.abort();
+                let held = self.inner.batcher_held.swap(0, Ordering::Relaxed);
+                self.inner.count_lost(held);
+            }
+        }
+        if let Some(merged) = &self.inner.merged {
+            merged.close();
+        }
         self.stop_workers(deadline).await;
         // Whatever is still queued now (deadline passed, or the workers are gone) is lost.
-        let left = queue.drain();
-        if !left.is_empty() {
-            let items: usize = left.iter().map(|b| b.items()).sum();
-            let error =
-                DeliveryError::retryable("collector shut down before the data was delivered");
-            for batch in left {
-                batch.settle(&Err(error.clone()));
-            }
-            self.inner.stats.failed.add(items as u64);
-            tracing::error!(
-                exporter = %self.inner.name,
-                lost = items,
-                item = S::ITEM_NAME,
-                "shutdown with data still queued in memory; it is lost"
-            );
+        let mut left = queue.drain();
+        if let Some(merged) = &self.inner.merged {
+            left.extend(merged.drain());
         }
+        self.inner.lose_at_shutdown(left);
         self.inner.update_queue_gauge();
     }
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{Inner, queue_full};
+use super::settings::{DEFAULT_MERGE, MERGE_MAX_BYTES, QueueBatchSettings};
+use super::{Inner, Sizer, queue_full};
 use crate::ack::DeliveryError;
 use crate::batch::{Batch, settle_all};
-use crate::codec::decode_proto;
 use crate::component::{BuildContext, StartError};
 use crate::signal::Signal;
 use crate::storage::{AppendError, Claim, FileStorage, PersistentQueue, QueueOptions, ReadError};
@@ -266,60 +266,188 @@ async fn read_claim<S: Signal>(
     }
 }
 
-/// One consumer: takes records from the log, sends them with retries, marks them done.
+/// What became of loading one claimed record.
+enum Loaded<S: Signal> {
+    Batch(Batch<S>),
+    /// Unreadable or invalid: counted, reported and completed as failed.
+    Skipped,
+    /// Shutting down: the record was handed back and stays in the log.
+    Stopped,
+    /// Handed back after the reading thread died: someone picks it up again.
+    Released,
+}
+
+/// Reads a claimed record and checks it; on success the caller keeps the claim.
+async fn load<S: Signal>(
+    inner: &Inner<S>,
+    q: &Arc<PersistentQueue>,
+    claim: &mut Option<Claim>,
+    stop: &mut watch::Receiver<bool>,
+) -> Loaded<S> {
+    let Some(p) = inner.persistent.as_ref() else {
+        return Loaded::Stopped;
+    };
+    let read = read_claim(inner, q, claim, stop).await;
+    let fail = |claim: Claim, error: String| {
+        inner.stats.failed.add(u64::from(claim.items));
+        q.complete(claim, &Err(DeliveryError::permanent(error)));
+        p.update_gauges(inner);
+    };
+    match (read, claim.take()) {
+        (Read::Payload(bytes), Some(c)) => {
+            // Checked, not decoded: the record goes out as the bytes that came in.
+            match Batch::<S>::from_proto(bytes.into()) {
+                Ok(batch) => {
+                    *claim = Some(c);
+                    Loaded::Batch(batch)
+                }
+                Err(e) => {
+                    tracing::error!(exporter = %inner.name, error = %e, "a persistent queue record is not valid OTLP; skipping it");
+                    fail(c, e.to_string());
+                    Loaded::Skipped
+                }
+            }
+        }
+        (Read::Unreadable(e), Some(c)) => {
+            // The disk changed under us (damage) or the record's file is gone (a bug:
+            // segments holding undone records are never reclaimed). It cannot be delivered:
+            // count it, say so and move on.
+            match &e {
+                ReadError::Gone => {
+                    tracing::error!(exporter = %inner.name, error = %e, items = c.items, "bug: a persistent queue record's file was reclaimed before delivery; skipping it")
+                }
+                _ => {
+                    tracing::error!(exporter = %inner.name, error = %e, items = c.items, "damaged record in the persistent queue; skipping it")
+                }
+            }
+            fail(c, e.to_string());
+            Loaded::Skipped
+        }
+        (Read::Stopped, Some(c)) => {
+            q.release(c);
+            Loaded::Stopped
+        }
+        _ => Loaded::Released,
+    }
+}
+
+/// Records merged into one send, and their claims.
+struct Merge<S: Signal> {
+    batch: Option<Batch<S>>,
+    claims: Vec<Claim>,
+    requests: usize,
+}
+
+impl<S: Signal> Merge<S> {
+    fn measure(&self, sizer: Sizer) -> usize {
+        let Some(b) = &self.batch else { return 0 };
+        match sizer {
+            Sizer::Items => b.items(),
+            Sizer::Bytes => b.bytes(),
+            Sizer::Requests => self.requests,
+        }
+    }
+
+    /// Whether adding `claim` would take the send past its caps (a first record always fits).
+    fn would_overflow(&self, claim: &Claim, settings: &QueueBatchSettings) -> bool {
+        let Some(b) = &self.batch else { return false };
+        let max = usize::try_from(settings.max_size).unwrap_or(usize::MAX);
+        let over_max = max > 0
+            && match settings.sizer {
+                Sizer::Items => b.items() + claim.items as usize > max,
+                Sizer::Bytes => b.bytes() + claim.bytes() > max,
+                Sizer::Requests => self.requests >= max,
+            };
+        over_max || b.bytes() + claim.bytes() > MERGE_MAX_BYTES
+    }
+
+    fn add(&mut self, batch: Batch<S>, claim: Claim) {
+        match &mut self.batch {
+            Some(b) => b.merge(batch),
+            None => self.batch = Some(batch),
+        }
+        self.claims.push(claim);
+        self.requests += 1;
+    }
+
+    fn release(self, q: &PersistentQueue) {
+        for claim in self.claims {
+            q.release(claim);
+        }
+    }
+}
+
+/// One consumer: takes records from the log, merges those already waiting (or, with
+/// `sending_queue.batch`, those that come within `flush_timeout`) into one send, sends it
+/// with retries, and marks them done.
 pub(super) async fn work<S: Signal>(inner: Arc<Inner<S>>) {
     let Some(p) = inner.persistent.as_ref() else {
         return;
     };
     let Some(q) = p.queue().cloned() else { return };
+    let settings = inner.settings.queue.batch.clone().unwrap_or(DEFAULT_MERGE);
     let mut stop = p.stop_signal();
-    while let Some(claim) = q.pop().await {
-        let mut held = Some(claim);
-        let read = read_claim(&inner, &q, &mut held, &mut stop).await;
-        let payload = match (read, held) {
-            (Read::Payload(bytes), Some(claim)) => (bytes, claim),
-            (Read::Unreadable(e), Some(claim)) => {
-                // The disk changed under us (damage) or the record's file is gone (a bug:
-                // segments holding undone records are never reclaimed). It cannot be
-                // delivered: count it, say so and move on.
-                inner.stats.failed.add(u64::from(claim.items));
-                match &e {
-                    ReadError::Gone => {
-                        tracing::error!(exporter = %inner.name, error = %e, items = claim.items, "bug: a persistent queue record's file was reclaimed before delivery; skipping it")
+    while let Some(first) = q.pop().await {
+        let deadline = tokio::time::Instant::now() + settings.flush_timeout.0;
+        let mut merge = Merge::<S> {
+            batch: None,
+            claims: Vec::new(),
+            requests: 0,
+        };
+        let mut next = Some(first);
+        loop {
+            if let Some(claim) = next.take() {
+                if merge.would_overflow(&claim, &settings) {
+                    q.release(claim);
+                    break;
+                }
+                let mut held = Some(claim);
+                match load(&inner, &q, &mut held, &mut stop).await {
+                    Loaded::Batch(batch) => {
+                        if let Some(claim) = held {
+                            merge.add(batch, claim);
+                        }
                     }
-                    _ => {
-                        tracing::error!(exporter = %inner.name, error = %e, items = claim.items, "damaged record in the persistent queue; skipping it")
+                    Loaded::Skipped | Loaded::Released => {}
+                    Loaded::Stopped => {
+                        merge.release(&q);
+                        return;
                     }
                 }
-                q.complete(claim, &Err(DeliveryError::permanent(e.to_string())));
-                p.update_gauges(&inner);
-                continue;
             }
-            (Read::Stopped, Some(claim)) => {
-                q.release(claim);
+            if settings.min_size > 0
+                && merge.measure(settings.sizer)
+                    >= usize::try_from(settings.min_size).unwrap_or(usize::MAX)
+            {
                 break;
             }
-            // Released (by `read_claim`): someone picks it up again.
-            _ => continue,
-        };
-        let (payload, claim) = payload;
-        let resources = match decode_proto::<S>(&payload) {
-            Ok(r) => r,
-            Err(e) => {
-                inner.stats.failed.add(u64::from(claim.items));
-                tracing::error!(exporter = %inner.name, error = %e, "a persistent queue record is not valid OTLP; skipping it");
-                q.complete(claim, &Err(DeliveryError::permanent(e.to_string())));
-                p.update_gauges(&inner);
-                continue;
+            next = q.try_pop();
+            if next.is_none() {
+                if merge.batch.is_none() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::select! {
+                    claim = q.pop() => match claim {
+                        Some(claim) => next = Some(claim),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                    _ = stop.wait_for(|s| *s) => break,
+                }
             }
+        }
+        let Some(batch) = merge.batch.take() else {
+            continue;
         };
-        let batch = Batch::<S>::new(resources, payload.len());
-        drop(payload);
         match inner.send_until(&batch, Some(stop.clone())).await {
-            Some(outcome) => q.complete(claim, &outcome),
-            // Shutting down mid-retry: the record stays in the log for the next start.
+            Some(outcome) => {
+                for claim in merge.claims {
+                    q.complete(claim, &outcome);
+                }
+            }
+            // Shutting down mid-retry: the records stay in the log for the next start.
             None => {
-                q.release(claim);
+                merge.release(&q);
                 break;
             }
         }

@@ -29,6 +29,63 @@ pub struct QueueSettings {
     /// the batch is in the log (per the extension's `fsync`), undelivered data survives
     /// restarts and crashes, and `queue_size` then bounds what waits on disk.
     pub storage: Option<String>,
+    /// Batching after the queue, as the OTel Collector's `sending_queue.batch` (default
+    /// none). Present (even empty) turns it on: queued batches are merged until `min_size`
+    /// or `flush_timeout`, and cut to `max_size`. Because it batches what the queue already
+    /// holds, the sender's answer never waits for it, and with a persistent queue every
+    /// request is in the log before it is merged.
+    pub batch: Option<QueueBatchSettings>,
+}
+
+/// `sending_queue.batch`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueBatchSettings {
+    /// Longest a partial batch waits for more (default 200ms).
+    pub flush_timeout: Duration,
+    /// Send once this much is merged, in `sizer` units (default 8192).
+    pub min_size: u64,
+    /// Most in one send, in `sizer` units; larger batches are cut (default 0: no limit).
+    pub max_size: u64,
+    /// What `min_size` and `max_size` count: `items` (default), `bytes` or `requests`.
+    pub sizer: Sizer,
+}
+
+impl Default for QueueBatchSettings {
+    fn default() -> Self {
+        QueueBatchSettings {
+            flush_timeout: Duration(StdDuration::from_millis(200)),
+            min_size: 8192,
+            max_size: 0,
+            sizer: Sizer::Items,
+        }
+    }
+}
+
+/// What a persistent queue's consumer merges from records already waiting when no
+/// `sending_queue.batch` is set: the `batch` processor's defaults, so data that a `batch`
+/// processor passed straight to the log (to answer only once it is on disk) still goes out
+/// in batches of the size it would have made, without waiting for more.
+pub const DEFAULT_MERGE: QueueBatchSettings = QueueBatchSettings {
+    flush_timeout: Duration(StdDuration::ZERO),
+    min_size: 8192,
+    max_size: 8192,
+    sizer: Sizer::Items,
+};
+
+/// Merged sends stay under this many bytes whatever the sizer, as the `batch` processor's
+/// `send_batch_max_bytes` default: under the 4 MiB message limit of OTLP/gRPC servers.
+pub const MERGE_MAX_BYTES: usize = 3 * 1024 * 1024;
+
+impl QueueBatchSettings {
+    pub fn limits(&self) -> crate::batching::BatchLimits {
+        crate::batching::BatchLimits {
+            sizer: self.sizer,
+            send_at: usize::try_from(self.min_size).unwrap_or(usize::MAX),
+            max: usize::try_from(self.max_size).unwrap_or(usize::MAX),
+            max_bytes: MERGE_MAX_BYTES,
+        }
+    }
 }
 
 /// The memory queue's capacity when `queue_size` is not set.
@@ -55,6 +112,7 @@ impl Default for QueueSettings {
             block_on_overflow: true,
             wait_for_delivery: false,
             storage: None,
+            batch: None,
         }
     }
 }
@@ -105,6 +163,10 @@ pub struct HelperSettings {
     pub retry: RetrySettings,
     /// Limit on one export attempt (default 5s).
     pub timeout: StdDuration,
+    /// Delivery is an in-process act that cannot be lost afterwards (writing to sluice's own
+    /// log): a stage in front may answer its senders once it holds the data, as in front of a
+    /// memory queue, even though this exporter sends inline.
+    pub local_delivery: bool,
 }
 
 impl Default for HelperSettings {
@@ -113,6 +175,7 @@ impl Default for HelperSettings {
             queue: QueueSettings::default(),
             retry: RetrySettings::default(),
             timeout: StdDuration::from_secs(5),
+            local_delivery: false,
         }
     }
 }

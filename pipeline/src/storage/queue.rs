@@ -81,6 +81,11 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Size of the record's payload.
+    pub fn bytes(&self) -> usize {
+        self.payload_len as usize
+    }
+
     /// Where the record is, for reading it without giving up the claim.
     pub fn location(&self) -> Location {
         Location {
@@ -223,6 +228,12 @@ struct Append {
 }
 
 /// One persistent queue; cheap to share behind an `Arc`.
+enum Next {
+    Claim(Claim),
+    Empty,
+    Closed,
+}
+
 pub struct PersistentQueue {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Msg>,
@@ -405,33 +416,50 @@ impl PersistentQueue {
             let more = self.shared.records.notified();
             tokio::pin!(more);
             more.as_mut().enable();
-            {
-                let mut state = self.shared.lock();
-                if state.closed {
-                    return None;
-                }
-                let at = match state.released.pop_first() {
-                    // Released ids are always still there (only a claim completes them).
-                    Some(id) => state.entries.binary_search_by_key(&id, |e| e.id).ok(),
-                    None if state.dispatched < state.entries.len() => {
-                        state.dispatched += 1;
-                        Some(state.dispatched - 1)
-                    }
-                    None => None,
-                };
-                if let Some(entry) = at.and_then(|at| state.entries.get_mut(at)) {
-                    entry.state = EntryState::InFlight;
-                    let claim = Claim {
-                        id: entry.id,
-                        items: entry.items,
-                        segment: entry.segment,
-                        offset: entry.offset,
-                        payload_len: entry.payload_len,
-                    };
-                    return Some(claim);
-                }
+            match self.take_next() {
+                Next::Claim(claim) => return Some(claim),
+                Next::Closed => return None,
+                Next::Empty => {}
             }
             more.await;
+        }
+    }
+
+    /// The next record if one is waiting now (for merging records that are already there
+    /// into one send).
+    pub fn try_pop(&self) -> Option<Claim> {
+        match self.take_next() {
+            Next::Claim(claim) => Some(claim),
+            Next::Closed | Next::Empty => None,
+        }
+    }
+
+    fn take_next(&self) -> Next {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return Next::Closed;
+        }
+        let at = match state.released.pop_first() {
+            // Released ids are always still there (only a claim completes them).
+            Some(id) => state.entries.binary_search_by_key(&id, |e| e.id).ok(),
+            None if state.dispatched < state.entries.len() => {
+                state.dispatched += 1;
+                Some(state.dispatched - 1)
+            }
+            None => None,
+        };
+        match at.and_then(|at| state.entries.get_mut(at)) {
+            Some(entry) => {
+                entry.state = EntryState::InFlight;
+                Next::Claim(Claim {
+                    id: entry.id,
+                    items: entry.items,
+                    segment: entry.segment,
+                    offset: entry.offset,
+                    payload_len: entry.payload_len,
+                })
+            }
+            None => Next::Empty,
         }
     }
 

@@ -209,4 +209,9 @@ impl Consumer<Metrics> for AnomalyConnector {
             }
         }
     }
+
+    /// The data's job ends once it is counted (what it becomes is new data).
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        sluice_pipeline::AckPoint::Memory
+    }
 }

@@ -112,6 +112,10 @@ impl<S: AttributeItems> Consumer<S> for AttributesProcessor<S> {
         }
         self.next.consume(batch).await;
     }
+
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        self.next.ack_point()
+    }
 }
 
 pub struct ResourceProcessorFactory;
@@ -196,5 +200,9 @@ impl<S: Signal> Consumer<S> for ResourceProcessor<S> {
             batch.recount();
         }
         self.next.consume(batch).await;
+    }
+
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        self.next.ack_point()
     }
 }

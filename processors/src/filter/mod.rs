@@ -221,4 +221,8 @@ impl<S: Signal, F: SignalFilter<S>> Consumer<S> for FilterStage<S, F> {
         }
         self.next.consume(batch).await;
     }
+
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        self.next.ack_point()
+    }
 }

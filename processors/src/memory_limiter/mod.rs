@@ -181,6 +181,10 @@ impl<S: Signal> Consumer<S> for MemoryLimiter<S> {
         }
         self.next.consume(batch).await;
     }
+
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        self.next.ack_point()
+    }
 }
 
 /// The measuring task; one per limiter id, however many pipelines use it.

@@ -135,4 +135,8 @@ impl<S: Signal> Consumer<S> for ResourceDetectionProcessor<S> {
         // The batch, acknowledgements included, always goes on.
         self.next.consume(batch).await;
     }
+
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        self.next.ack_point()
+    }
 }

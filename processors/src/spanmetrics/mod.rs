@@ -168,6 +168,11 @@ impl Consumer<Traces> for SpanMetricsConnector {
         self.overflowed.add(added.overflowed);
         batch.settle(&Ok(()));
     }
+
+    /// The data's job ends once it is counted (what it becomes is new data).
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        sluice_pipeline::AckPoint::Memory
+    }
 }
 
 #[async_trait]

@@ -146,6 +146,11 @@ impl Consumer<Metrics> for ThresholdStage {
         send(&self.next, alerts).await;
         batch.settle(&Ok(()));
     }
+
+    /// The data's job ends once it is counted (what it becomes is new data).
+    fn ack_point(&self) -> sluice_pipeline::AckPoint {
+        sluice_pipeline::AckPoint::Memory
+    }
 }
 
 #[async_trait]
