@@ -3,6 +3,7 @@
 mod allocator;
 #[cfg(feature = "lambda")]
 mod lambda_extension;
+mod open_files;
 mod start_up_pages;
 
 use std::path::PathBuf;
@@ -212,7 +213,7 @@ impl Signals {
 fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     // Components may set up connections while being built, which needs the runtime.
     let runtime = runtime()?;
-    let _entered = runtime.enter();
+    let entered = runtime.enter();
     let mut signals = Signals::listen()?;
     let mut service = match build(args, true) {
         Ok(s) => s,
@@ -221,7 +222,8 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    runtime.block_on(async move {
+    open_files::raise_limit();
+    let outcome = runtime.block_on(async move {
         if let Err(e) = service.start().await {
             tracing::error!(error = %e, "cannot start");
             service.shutdown().await;
@@ -232,8 +234,17 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(signal, timeout = ?service.shutdown_timeout(), "shutting down");
         service.shutdown().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    drop(entered);
+    // Dropping the runtime would wait for every blocking task, such as a Kafka consumer
+    // closing against a broker that is gone, forever. What could be saved was saved within
+    // the shutdown timeout.
+    runtime.shutdown_timeout(LEFTOVER_TASKS_GRACE);
+    outcome
 }
+
+/// How long blocking work still running after shutdown may delay the exit.
+const LEFTOVER_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
     let runtime = runtime()?;

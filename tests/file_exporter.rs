@@ -607,3 +607,34 @@ fn group_by_writes_one_file_per_attribute_value() {
         assert_eq!(found, bodies, "{}", file.display());
     }
 }
+
+/// With compression and a flush interval, data that arrived is readable within an interval
+/// even when nothing follows it: the live file then ends with whole lines, not in the middle
+/// of one, for both compressors.
+#[test]
+fn an_idle_compressed_file_is_flushed_to_whole_lines() {
+    let c = Collector::start(
+        &config(
+            "  file/zstd:\n    path: \"@DIR@/idle.jsonl.zst\"\n    compression: zstd\n    flush_interval: 1s\n  file/gzip:\n    path: \"@DIR@/idle.jsonl.gz\"\n    compression: gzip\n    flush_interval: 1s\n",
+        ),
+        &[],
+    );
+    // Enough to pass the writer's chunk size, so some bytes reach the file before the flush.
+    let bodies: Vec<String> = (0..3000)
+        .map(|i| format!("{}-{}", padded(i), "x".repeat(300)))
+        .collect();
+    for part in bodies.chunks(500) {
+        post_ok(&c, "logs", &logs_request(vec![resource_logs(None, part)]));
+    }
+    for file in ["idle.jsonl.zst", "idle.jsonl.gz"] {
+        let path = c.path(file);
+        wait_for(&format!("{file} to hold whole lines"), &c, || {
+            // The stream has no end yet: the tools decompress what is there and complain.
+            let (_, text, _) = decompress(&path);
+            !text.is_empty() && text.ends_with(b"\n")
+        });
+        let (_, text, _) = decompress(&path);
+        let items = items_of_json_text(&String::from_utf8_lossy(&text));
+        assert_eq!(items, bodies, "{file}");
+    }
+}

@@ -1473,3 +1473,45 @@ fn exporter_and_receiver_authenticate_with_scram() {
         },
     );
 }
+
+/// A gateway whose broker went away at the same moment as its SIGTERM used to keep running
+/// for 20 minutes, until killed: closing the consumer waited on the network. Shutdown must end
+/// within `service.shutdown_timeout` whatever the broker does.
+#[test]
+fn a_gateway_stops_within_its_shutdown_timeout_when_the_broker_is_gone() {
+    let broker = Broker::start();
+    broker.create_topic("gone", 2);
+    let agent = Collector::start(
+        &agent_config(
+            &broker.brokers(),
+            "    logs: {topic: gone}\n    partition_logs_by_resource_attributes: true\n",
+        ),
+        &[],
+    );
+    let template = gateway_config(&broker.brokers(), "gone", "gone", SHORT_SESSION)
+        .replace("service:\n", "service:\n  shutdown_timeout: 2s\n");
+    let mut gateway = Collector::start(&template, &[]);
+    let stream = Stream::start(agent.http, 4, Duration::from_millis(10));
+    wait_until(
+        "the stream never reached the gateway",
+        Duration::from_secs(60),
+        || bodies(&gateway).len() >= 20,
+        || format!("agent:\n{}\ngateway:\n{}", agent.logs(), gateway.logs()),
+    );
+    // The broker stops answering (frozen, as behind a dropped network link) as the gateway is
+    // told to stop, data still flowing.
+    let broker_pid = broker.child.as_ref().map(|c| c.id()).unwrap();
+    common::signal(broker_pid, "STOP");
+    let started = Instant::now();
+    let status = gateway.stop();
+    drop(stream);
+    assert!(status.success(), "{status:?}: {}", gateway.logs());
+    // The bound is the shutdown timeout plus what counting and exiting take, generously: the
+    // old behaviour did not end at all.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}: {}",
+        started.elapsed(),
+        gateway.logs()
+    );
+}

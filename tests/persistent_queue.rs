@@ -1,5 +1,7 @@
 //! The persistent sending queue with real processes: nothing acknowledged is lost across
-//! `kill -9`, and damaged log files are quarantined while the intact records are delivered.
+//! `kill -9`, damaged log files are quarantined while the intact records are delivered, a
+//! deleted log file is reported with what it held while the rest is delivered, and a full
+//! disk (a real, small tmpfs) refuses new data with 429 without keeping sluice from starting.
 
 mod common;
 
@@ -435,4 +437,337 @@ fn a_full_disk_pushes_back_with_429_until_the_backend_drains_it() {
         collector.http,
         &["after-the-outage".to_string()]
     ));
+}
+
+/// Sends `n` single-record requests (bodies `{prefix}-NNN-` and a pad, about 2 KiB) to a
+/// collector whose backend is down, then stops it: every body is acknowledged and kept in
+/// the log. Returns the bodies.
+fn stored_in_log(queue_dir: &Path, backend: u16, prefix: &str, n: usize) -> Vec<String> {
+    let mut collector = Collector::start(&config(queue_dir, backend, "always"), &[]);
+    let client = client();
+    let pad = "p".repeat(2000);
+    let bodies: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:03}-{pad}")).collect();
+    for body in &bodies {
+        assert!(
+            send(&client, collector.http, std::slice::from_ref(body)),
+            "log:\n{}",
+            collector.logs()
+        );
+    }
+    assert!(collector.stop().success());
+    let logs = collector.logs();
+    assert!(
+        logs.contains("kept in the persistent queue for the next start"),
+        "{logs}"
+    );
+    bodies
+}
+
+/// Each log file of `log_dir` (oldest first) with the bodies it holds; every body is in one.
+fn bodies_by_file(log_dir: &Path, bodies: &[String]) -> Vec<(PathBuf, Vec<String>)> {
+    let files: Vec<(PathBuf, Vec<String>)> = segments(log_dir)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            let held = bodies
+                .iter()
+                .filter(|b| bytes.windows(b.len()).any(|w| w == b.as_bytes()))
+                .cloned()
+                .collect();
+            (path, held)
+        })
+        .collect();
+    let placed: usize = files.iter().map(|(_, held)| held.len()).sum();
+    assert_eq!(placed, bodies.len());
+    files
+}
+
+/// How often each body arrived.
+fn arrivals(sink: &OtlpSink) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for body in sink.bodies() {
+        *counts.entry(body).or_default() += 1;
+    }
+    counts
+}
+
+/// Waits until every one of `wanted` arrived; then returns the arrivals.
+fn wait_for_all(
+    sink: &OtlpSink,
+    wanted: &[String],
+    collector: &Collector,
+) -> BTreeMap<String, usize> {
+    let all = wait_for(Duration::from_secs(60), || {
+        let got = arrivals(sink);
+        wanted.iter().all(|b| got.contains_key(b))
+    });
+    let got = arrivals(sink);
+    let missing: Vec<&String> = wanted.iter().filter(|b| !got.contains_key(*b)).collect();
+    assert!(
+        all,
+        "{} of {} records never arrived, e.g. {:?}; log:\n{}",
+        missing.len(),
+        wanted.len(),
+        missing.first().map(|b| &b[..12]),
+        collector.logs()
+    );
+    got
+}
+
+const LABELS: &str = "{exporter=\"otlp_http\",data_type=\"logs\"}";
+
+#[test]
+fn a_flipped_bit_in_a_log_file_header_loses_no_record() {
+    let queue_dir = tempfile::tempdir().unwrap();
+    let backend = free_port();
+    let bodies = stored_in_log(queue_dir.path(), backend, "header", 90);
+    let log_dir = queue_dir.path().join("otlp_http").join("logs");
+    let files = bodies_by_file(&log_dir, &bodies);
+    assert!(files.len() >= 3, "{}", files.len());
+    // One bit of the oldest file's salt: before, the whole file (30 records) was dropped.
+    let (oldest, held) = &files[0];
+    assert!(held.len() >= 20, "{}", held.len());
+    let mut bytes = std::fs::read(oldest).unwrap();
+    bytes[9] ^= 0x08;
+    std::fs::write(oldest, &bytes).unwrap();
+
+    let sink = OtlpSink::start_on(backend);
+    let collector = Collector::start(&config(queue_dir.path(), backend, "always"), &[]);
+    let got = wait_for_all(&sink, &bodies, &collector);
+    // Nothing had been delivered before the restart, so nothing is sent twice.
+    let twice: Vec<&String> = got
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(b, _)| b)
+        .collect();
+    assert!(twice.is_empty(), "{} sent twice", twice.len());
+    assert_eq!(got.len(), bodies.len());
+
+    let damaged = format!("sluice_persistent_queue_damaged_records_total{LABELS}");
+    assert_eq!(
+        collector.wait_for_metric(&damaged, 1),
+        Some(1),
+        "{}",
+        collector.metrics_text()
+    );
+    let logs = collector.logs();
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("damaged data in the persistent queue"))
+        .unwrap_or_else(|| panic!("no warning; log:\n{logs}"));
+    let name = oldest.file_name().unwrap().to_str().unwrap();
+    assert!(
+        warning.contains(name) && warning.contains("offset=0") && warning.contains("bytes=16"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn deleted_log_files_are_reported_and_everything_else_is_delivered() {
+    let queue_dir = tempfile::tempdir().unwrap();
+    let backend = free_port();
+    let bodies = stored_in_log(queue_dir.path(), backend, "deleted", 120);
+    let log_dir = queue_dir.path().join("otlp_http").join("logs");
+    let files = bodies_by_file(&log_dir, &bodies);
+    assert!(files.len() >= 4, "{}", files.len());
+    // The oldest file (records the cursor says are still to be delivered) and one in the
+    // middle go missing.
+    let deleted = [&files[0], &files[2]];
+    for (path, _) in deleted {
+        std::fs::remove_file(path).unwrap();
+    }
+    let lost: BTreeSet<&String> = deleted.iter().flat_map(|(_, held)| held).collect();
+    let kept: Vec<String> = bodies
+        .iter()
+        .filter(|b| !lost.contains(b))
+        .cloned()
+        .collect();
+    assert!(!lost.is_empty() && !kept.is_empty());
+
+    let sink = OtlpSink::start_on(backend);
+    let collector = Collector::start(&config(queue_dir.path(), backend, "always"), &[]);
+    let got = wait_for_all(&sink, &kept, &collector);
+    let twice: Vec<&String> = got
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(b, _)| b)
+        .collect();
+    assert!(twice.is_empty(), "{} sent twice", twice.len());
+    assert!(
+        got.keys().all(|b| !lost.contains(b)),
+        "a record of a deleted file arrived"
+    );
+    assert_eq!(got.len(), kept.len());
+
+    let metric = format!("sluice_persistent_queue_lost_segments_total{LABELS}");
+    assert_eq!(
+        collector.wait_for_metric(&metric, 2),
+        Some(2),
+        "{}",
+        collector.metrics_text()
+    );
+    // One error per missing file, naming it and how many undelivered records it held.
+    let logs = collector.logs();
+    for (path, held) in deleted {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains(name) && l.contains("is missing"))
+            .unwrap_or_else(|| panic!("{name} not reported; log:\n{logs}"));
+        assert!(
+            line.contains("ERROR")
+                && line.contains(&format!(
+                    "the {} undelivered records it held are lost",
+                    held.len()
+                )),
+            "{line}"
+        );
+    }
+
+    // The next start reports nothing again, and new data flows.
+    drop(collector);
+    let collector = Collector::start(&config(queue_dir.path(), backend, "always"), &[]);
+    assert!(send(
+        &client(),
+        collector.http,
+        &["after-the-loss".to_string()]
+    ));
+    wait_for_all(&sink, &["after-the-loss".to_string()], &collector);
+    assert!(
+        !collector.logs().contains("is missing"),
+        "{}",
+        collector.logs()
+    );
+}
+
+/// A small tmpfs mounted for one test, so the collector fills a real filesystem; unmounted
+/// on drop. `None` where mounting is not allowed (it needs root).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Takes every byte still free, as another program filling the disk would.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = [0u8; 4096];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy, so a collector still holding files open cannot keep the mount.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn after_a_crash_on_a_full_disk_sluice_starts_delivers_and_takes_data_again() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        println!("SKIPPED: mounting a tmpfs is not allowed here (needs root)");
+        return;
+    };
+    let queue_dir = disk.path().join("queue");
+    let backend = free_port();
+    let config = config(&queue_dir, backend, "always");
+    let collector = Collector::start(&config, &[]);
+    let client = client();
+    let pad = "f".repeat(2000);
+    // Backend down: the log grows until the disk is full, then the client is told to back
+    // off with 429 (the refused write is cut off the log, not left half-written).
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for n in 0..5000 {
+        let body = format!("full-{n:04}-{pad}");
+        match status(&client, collector.http, std::slice::from_ref(&body)) {
+            Some(200) => acked.push(body),
+            other => {
+                refused = other;
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(429), "log:\n{}", collector.logs());
+    assert!(acked.len() > 200, "{}", acked.len());
+    assert!(
+        collector
+            .logs()
+            .contains("no space left for the persistent queue"),
+        "{}",
+        collector.logs()
+    );
+    // The crash, and whatever room the refused write left is taken too (by another program):
+    // not even a new log file can be created at the next start.
+    signal(collector.pid(), "KILL");
+    drop(collector);
+    let filler = disk.fill();
+
+    let collector = Collector::start(&config, &[]);
+    assert!(
+        collector
+            .logs()
+            .contains("no space left for the persistent queue: delivering what it holds"),
+        "the start did not run out of space; log:\n{}",
+        collector.logs()
+    );
+    assert_eq!(
+        status(&client, collector.http, &["while-full".to_string()]),
+        Some(429),
+        "log:\n{}",
+        collector.logs()
+    );
+    let sink = OtlpSink::start_on(backend);
+    let got = wait_for_all(&sink, &acked, &collector);
+    // The backend was down until now: nothing was delivered twice.
+    assert_eq!(got.len(), acked.len());
+    assert!(got.values().all(|n| *n == 1));
+    assert!(!got.contains_key("while-full"));
+    // Delivery deleted the log's files, so new data is taken again (the filler stays).
+    let mut n = 0;
+    let taken = wait_for(Duration::from_secs(30), || {
+        n += 1;
+        send(&client, collector.http, &[format!("after-{n}")])
+    });
+    assert!(taken, "log:\n{}", collector.logs());
+    wait_for_all(&sink, &[format!("after-{n}")], &collector);
+    assert!(filler.exists());
+    let metrics = collector.metrics_text();
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("sluice_persistent_queue_damaged_records_total{LABELS}")
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "{metrics}"
+    );
 }

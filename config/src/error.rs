@@ -45,13 +45,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A diagnostic without a suggestion. A message is cut to [`MAX_MESSAGE_CHARS`]: one
-    /// echoing a huge value must not become a huge log line.
+    /// A diagnostic without a suggestion.
     pub fn new(pos: Option<Pos>, path: impl Into<String>, message: impl Into<String>) -> Self {
         Diagnostic {
             pos,
-            path: cut(path.into()),
-            message: cut(message.into()),
+            path: path.into(),
+            message: message.into(),
             suggestion: None,
         }
     }
@@ -69,9 +68,9 @@ impl fmt::Display for Diagnostic {
             write!(f, "{pos}: ")?;
         }
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            write!(f, "{}: ", cut(&self.path))?;
         }
-        f.write_str(&self.message)?;
+        f.write_str(&cut(&self.message))?;
         if let Some(s) = &self.suggestion {
             write!(f, " (did you mean `{s}`?)")?;
         }
@@ -81,14 +80,15 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
-/// The longest message or key path a diagnostic shows.
+/// The longest message or key path a diagnostic shows: one echoing a huge value must not
+/// become a huge log line.
 pub const MAX_MESSAGE_CHARS: usize = 500;
 
 /// `text` cut to [`MAX_MESSAGE_CHARS`] characters, saying how much was left out.
-pub fn cut(text: String) -> String {
+pub fn cut(text: &str) -> std::borrow::Cow<'_, str> {
     match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        None => text,
-        Some((at, _)) => format!("{}… ({} more bytes)", &text[..at], text.len() - at),
+        None => text.into(),
+        Some((at, _)) => format!("{}… ({} more bytes)", &text[..at], text.len() - at).into(),
     }
 }
 

@@ -59,6 +59,9 @@ struct Named<T> {
     item: T,
 }
 
+/// How long after `service.shutdown_timeout` components have to report what they lose.
+const SHUTDOWN_ACCOUNTING_GRACE: Duration = Duration::from_secs(2);
+
 /// A built, runnable collector.
 pub struct Service {
     pub telemetry: Telemetry,
@@ -610,9 +613,12 @@ impl Service {
     pub async fn shutdown(&mut self) {
         self.telemetry.health.set(HealthState::Draining);
         let deadline = Instant::now() + self.shutdown_timeout;
+        // Components stop their work at `deadline` and then count and report what they could
+        // not hand on; they get this long after it to do so before they are cut off.
+        let cut_off = deadline + SHUTDOWN_ACCOUNTING_GRACE;
         futures::future::join_all(self.receivers.iter().map(|(_, r)| r.shutdown(deadline))).await;
         for stage in &self.stages {
-            if tokio::time::timeout_at(deadline, stage.item.shutdown(deadline))
+            if tokio::time::timeout_at(cut_off, stage.item.shutdown(deadline))
                 .await
                 .is_err()
             {
@@ -626,8 +632,8 @@ impl Service {
                     lifecycle.shutdown(deadline).await;
                 }
             };
-            if tokio::time::timeout_at(deadline, in_order).await.is_err() {
-                tracing::error!(exporter = %e.name, "shutdown timeout reached while flushing");
+            if tokio::time::timeout_at(cut_off, in_order).await.is_err() {
+                tracing::error!(exporter = %e.name, "exporter did not stop after the shutdown timeout; what it held is lost and could not be counted");
             }
         }))
         .await;

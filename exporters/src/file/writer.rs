@@ -181,16 +181,21 @@ impl Output {
         Ok(())
     }
 
-    /// Pushes everything taken so far to the file: a compressor is flushed so that a reader
-    /// of the live file can decompress every record written up to now.
+    /// Pushes everything taken so far to the file so that a reader of the live file can
+    /// decompress every record written up to now. A compressed stream is ended (its gzip
+    /// member or zstd frame closed) rather than flushed: given a frame cut after a flush block,
+    /// `zstd -d` holds back output it has decoded, so an idle live file read as ending in the
+    /// middle of a line. The next record starts a new member or frame, and concatenated ones
+    /// read as one stream.
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.dirty {
-            match &mut self.codec {
-                Codec::Gzip(e) => e.flush()?,
-                Codec::Zstd(e) => e.flush()?,
-                Codec::Plain | Codec::Ended => {}
-            }
-            self.codec.drain_into(&mut self.pending);
+        if self.dirty && matches!(self.codec, Codec::Gzip(_) | Codec::Zstd(_)) {
+            let next = Codec::new(self.compression)?;
+            let tail = match std::mem::replace(&mut self.codec, next) {
+                Codec::Gzip(e) => e.finish(),
+                Codec::Zstd(e) => e.finish(),
+                Codec::Plain | Codec::Ended => Ok(Vec::new()),
+            };
+            self.pending.append(&mut tail?);
             self.dirty = false;
         }
         self.drain()

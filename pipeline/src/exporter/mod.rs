@@ -9,10 +9,11 @@ mod settings;
 pub use retry::Backoff;
 pub use settings::{HelperSettings, QueueBatchSettings, QueueSettings, RetrySettings, Sizer};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -48,8 +49,6 @@ struct Inner<S: Signal> {
     merged: Option<Arc<SizedQueue<Batch<S>>>>,
     /// Flush requests to the batching task.
     batcher_flush: Mutex<Option<tokio::sync::mpsc::UnboundedSender<FlushRequest>>>,
-    /// Items the batching task holds, for counting what a forced stop loses.
-    batcher_held: Arc<AtomicUsize>,
     /// Set instead of `queue` when `sending_queue.storage` names a `file_storage` extension.
     persistent: Option<persistent::Persistent>,
     stats: Stats,
@@ -217,7 +216,6 @@ impl<S: Signal> ExportHelper<S> {
                 queue,
                 merged,
                 batcher_flush: Mutex::new(None),
-                batcher_held: Arc::new(AtomicUsize::new(0)),
                 persistent,
                 stats,
                 unfinished: tokio::sync::watch::Sender::new(0),
@@ -265,19 +263,6 @@ impl<S: Signal> Inner<S> {
         }
     }
 
-    /// Settles batches the shutdown deadline left undelivered, and counts and reports them.
-    fn lose_at_shutdown(&self, left: Vec<Batch<S>>) {
-        if left.is_empty() {
-            return;
-        }
-        let items: usize = left.iter().map(|b| b.items()).sum();
-        let error = DeliveryError::retryable("collector shut down before the data was delivered");
-        for batch in left {
-            batch.settle(&Err(error.clone()));
-        }
-        self.count_lost(items);
-    }
-
     fn count_lost(&self, items: usize) {
         if items == 0 {
             return;
@@ -316,14 +301,23 @@ impl<S: Signal> Inner<S> {
     ) -> Option<Outcome> {
         let mut backoff = Backoff::new(&self.settings.retry);
         loop {
-            let attempt =
-                tokio::time::timeout(self.settings.timeout, self.export.export(batch)).await;
+            // A panic in an exporter is a bug; it must cost this batch, not the consumer
+            // task, which would leave the queue accepting data nobody sends.
+            let attempt = tokio::time::timeout(
+                self.settings.timeout,
+                std::panic::AssertUnwindSafe(self.export.export(batch)).catch_unwind(),
+            )
+            .await;
             let error = match attempt {
-                Ok(Ok(())) => {
+                Ok(Ok(Ok(()))) => {
                     self.stats.sent.add(batch.items() as u64);
                     return Some(Ok(()));
                 }
-                Ok(Err(e)) => e,
+                Ok(Ok(Err(e))) => e,
+                Ok(Err(panic)) => DeliveryError::permanent(format!(
+                    "the exporter failed unexpectedly (a bug, please report it): {}",
+                    panic_message(panic.as_ref())
+                )),
                 Err(_) => DeliveryError::retryable(format!(
                     "export attempt timed out after {:?}",
                     self.settings.timeout
@@ -435,6 +429,15 @@ impl<S: Signal> Consumer<S> for ExportHelper<S> {
     }
 }
 
+/// The message a panic carried, for the log.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 fn queue_full() -> DeliveryError {
     DeliveryError::Throttled {
         reason: "sending queue is full".into(),
@@ -478,7 +481,7 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
                         batch.flush_timeout.0,
                         flush_requests,
                         BatchingCounters::default(),
-                        inner.batcher_held.clone(),
+                        Arc::new(AtomicUsize::new(0)),
                         move |b: Batch<S>| {
                             let out = out.clone();
                             let gauge = gauge.clone();
@@ -487,8 +490,11 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
                                 if let Err(PushError::Closed(b) | PushError::Full(b)) =
                                     out.push(b, 1).await
                                 {
-                                    // Only after the consumers were stopped at the deadline.
-                                    gauge.lose_at_shutdown(vec![b]);
+                                    // Only after the consumers were stopped at the deadline;
+                                    // shutdown counts it among the unfinished items.
+                                    b.settle(&Err(DeliveryError::retryable(
+                                        "collector shut down before the data was delivered",
+                                    )));
                                 }
                             }
                         },
@@ -580,20 +586,24 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             let abort = batcher.abort_handle();
             if tokio::time::timeout_at(deadline, batcher).await.is_err() {
                 abort.abort();
-                let held = self.inner.batcher_held.swap(0, Ordering::Relaxed);
-                self.inner.count_lost(held);
             }
         }
         if let Some(merged) = &self.inner.merged {
             merged.close();
         }
         self.stop_workers(deadline).await;
-        // Whatever is still queued now (deadline passed, or the workers are gone) is lost.
+        // Whatever is left now (the deadline passed, or the workers are gone) is lost: what
+        // is still queued, what the batching task held and what was being sent.
         let mut left = queue.drain();
         if let Some(merged) = &self.inner.merged {
             left.extend(merged.drain());
         }
-        self.inner.lose_at_shutdown(left);
+        let error = DeliveryError::retryable("collector shut down before the data was delivered");
+        for batch in left {
+            batch.settle(&Err(error.clone()));
+        }
+        let unfinished = *self.inner.unfinished.borrow();
+        self.inner.count_lost(unfinished);
         self.inner.update_queue_gauge();
     }
 }
@@ -629,6 +639,50 @@ mod tests {
             }
             Ok(())
         }
+    }
+
+    struct Panics(AtomicUsize);
+
+    #[async_trait]
+    impl Export<Logs> for Panics {
+        async fn export(&self, _batch: &Batch<Logs>) -> Result<(), DeliveryError> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("exporter bug");
+            }
+            Ok(())
+        }
+    }
+
+    /// A panicking export fails its batch, and the consumer goes on sending the next ones.
+    #[tokio::test]
+    async fn a_panicking_export_fails_its_batch_and_the_consumer_lives_on() {
+        let export = Arc::new(Panics(AtomicUsize::new(0)));
+        let ctx = BuildContext::default();
+        let mut s = settings(true, true);
+        s.queue.num_consumers = 1;
+        let helper = ExportHelper::<Logs>::new("test", s, export.clone(), &ctx);
+        let (consumer, lifecycle) = helper.parts();
+        lifecycle.start().await.unwrap();
+        let first = deliver(
+            &consumer,
+            Batch::from_resources(two_logs()),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(
+            matches!(first, Err(DeliveryError::Permanent { .. })),
+            "{first:?}"
+        );
+        let second = deliver(
+            &consumer,
+            Batch::from_resources(two_logs()),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(second, Ok(()));
+        lifecycle
+            .shutdown(Instant::now() + Duration::from_secs(1))
+            .await;
     }
 
     fn settings(queue: bool, wait: bool) -> HelperSettings {

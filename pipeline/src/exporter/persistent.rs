@@ -13,8 +13,9 @@ use crate::ack::DeliveryError;
 use crate::batch::{Batch, settle_all};
 use crate::component::{BuildContext, StartError};
 use crate::signal::Signal;
-use crate::storage::{AppendError, Claim, FileStorage, PersistentQueue, QueueOptions, ReadError};
-use crate::telemetry::{Counter, Gauge};
+use crate::storage::{
+    AppendError, Claim, FileStorage, PersistentQueue, QueueMetrics, QueueOptions, ReadError,
+};
 
 pub(super) struct Persistent {
     /// The storage id as configured, for messages.
@@ -22,8 +23,7 @@ pub(super) struct Persistent {
     /// `None` when the id names no enabled `file_storage` extension; start then fails.
     storage: Option<FileStorage>,
     queue: OnceLock<Arc<PersistentQueue>>,
-    damaged: Counter,
-    disk_bytes: Gauge,
+    metrics: QueueMetrics,
     /// Set at shutdown: retries stop waiting and leave their record in the log.
     stop: watch::Sender<bool>,
 }
@@ -41,16 +41,23 @@ impl Persistent {
             storage_id: storage_id.to_string(),
             storage: ctx.storage.get(storage_id).cloned(),
             queue: OnceLock::new(),
-            damaged: metrics.counter(
-                "sluice_persistent_queue_damaged_records",
-                "Damaged ranges of the persistent queue's log (torn writes, flipped bits) that were quarantined and skipped",
-                &labels,
-            ),
-            disk_bytes: metrics.gauge(
-                "sluice_persistent_queue_disk_bytes",
-                "Bytes of log files the persistent queue holds on disk",
-                &labels,
-            ),
+            metrics: QueueMetrics {
+                damaged: metrics.counter(
+                    "sluice_persistent_queue_damaged_records",
+                    "Damaged ranges of the persistent queue's log (torn writes, flipped bits) that were quarantined and skipped",
+                    &labels,
+                ),
+                lost_segments: metrics.counter(
+                    "sluice_persistent_queue_lost_segments",
+                    "Log files of the persistent queue found missing at start (deleted, or lost by the filesystem) whose undelivered records are lost",
+                    &labels,
+                ),
+                disk_bytes: metrics.gauge(
+                    "sluice_persistent_queue_disk_bytes",
+                    "Bytes of log files the persistent queue holds on disk",
+                    &labels,
+                ),
+            },
             stop: watch::Sender::new(false),
         }
     }
@@ -95,12 +102,10 @@ impl Persistent {
             create_directory: cfg.create_directory,
         };
         let directory = opts.directory.clone();
-        let damaged = self.damaged.clone();
-        let disk_bytes = self.disk_bytes.clone();
-        let opened =
-            tokio::task::spawn_blocking(move || PersistentQueue::open(opts, damaged, disk_bytes))
-                .await
-                .map_err(|e| StartError::new(name, format!("opening the persistent queue: {e}")))?;
+        let metrics = self.metrics.clone();
+        let opened = tokio::task::spawn_blocking(move || PersistentQueue::open(opts, metrics))
+            .await
+            .map_err(|e| StartError::new(name, format!("opening the persistent queue: {e}")))?;
         let (q, report) = opened.map_err(|e| StartError::new(name, e.to_string()))?;
         if report.records > 0 {
             tracing::info!(
@@ -118,6 +123,15 @@ impl Persistent {
                 damaged = report.damaged,
                 directory = %directory.display(),
                 "persistent queue had damaged records; they were quarantined and the intact ones are delivered"
+            );
+        }
+        if report.lost_segments > 0 {
+            tracing::warn!(
+                exporter = %name,
+                files = report.lost_segments,
+                records = report.lost_records,
+                directory = %directory.display(),
+                "persistent queue files were missing; the records in them are lost, the rest is delivered"
             );
         }
         let _ = self.queue.set(Arc::new(q));
@@ -190,6 +204,15 @@ pub(super) async fn enqueue<S: Signal>(inner: &Inner<S>, p: &Persistent, mut bat
                     queue_full()
                 }
                 AppendError::Closed => DeliveryError::retryable("exporter is shutting down"),
+                // Refused like a full queue: the sender backs off and retries, and the space
+                // comes back as the log is delivered.
+                AppendError::NoSpace(e) => {
+                    inner.stats.enqueue_failed.add(items as u64);
+                    DeliveryError::Throttled {
+                        reason: format!("no space left for the persistent queue: {e}"),
+                        retry_after: Duration::from_secs(1),
+                    }
+                }
                 AppendError::Io(e) => {
                     inner.stats.enqueue_failed.add(items as u64);
                     tracing::error!(exporter = %inner.name, error = %e, "cannot write to the persistent queue");

@@ -18,7 +18,8 @@ use sluice_config::{ByteSize, Config, Diagnostic, Duration, SignalKind, Value};
 #[cfg(test)]
 pub(crate) use queue::ReadFault;
 pub use queue::{
-    AppendError, Claim, Location, PersistentQueue, QueueOptions, ReadError, ReplayReport,
+    AppendError, Claim, Location, PersistentQueue, QueueMetrics, QueueOptions, ReadError,
+    ReplayReport,
 };
 
 /// The extension type name in configs.

@@ -3,9 +3,18 @@
 //!
 //! Only a small index of the records not yet delivered is kept in memory; payloads stay on
 //! disk until a consumer claims them. Deliveries finish out of order, so what is persisted is
-//! a watermark (every record below it is done, see [`super::cursor`]); a segment whose records
-//! are all below the watermark is deleted. After a crash, records at or above the watermark
-//! are delivered again, including any that were already done: at-least-once.
+//! a watermark (every record below it is done, see [`super::cursor`]); the oldest segments,
+//! once all their records are below the watermark, are deleted. After a crash, records at or
+//! above the watermark are delivered again, including any that were already done:
+//! at-least-once.
+//!
+//! Segment files are numbered in sequence and only the oldest are ever deleted, so the files
+//! on disk are one unbroken run; the cursor records that run, and a file missing from it at
+//! the next start was lost (deleted by someone else, or by the filesystem) and is reported.
+//!
+//! A full disk does not stop the queue: appends that find no space are refused as when the
+//! queue is full (the sender retries), without damaging the log, and if not even a new segment
+//! can be created at start the queue still opens and delivers what the log holds.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -18,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use super::cursor::Cursor;
-use super::record::{self, HEADER_LEN, NO_ID, SEGMENT_HEADER_LEN};
+use super::cursor::{Cursor, Extent, Mark};
+use super::record::{self, HEADER_LEN, Key, NO_ID, SEGMENT_HEADER_LEN};
 use super::{FsyncPolicy, StorageError};
 use crate::ack::{Ack, Outcome};
 use crate::batch::settle_all;
@@ -55,8 +64,11 @@ pub enum AppendError {
     Full,
     #[error("persistent queue is closed")]
     Closed,
+    /// The disk (or the user's quota) is full: the append is refused like a full queue's.
+    #[error("no space left for the persistent queue: {0}")]
+    NoSpace(io::Error),
     #[error("cannot write to the persistent queue: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("batch of {0} bytes is too large for a queue record")]
     TooLarge(usize),
 }
@@ -68,6 +80,23 @@ pub struct ReplayReport {
     pub items: u64,
     /// Damaged ranges found for the first time (quarantined now).
     pub damaged: u64,
+    /// Segment files missing from the log (deleted, or lost by the filesystem) that held, or
+    /// may have held, undelivered records.
+    pub lost_segments: u64,
+    /// Undelivered records known to have been in them (a lower bound when the newest files
+    /// are missing: records written after the last checkpoint are not known).
+    pub lost_records: u64,
+}
+
+/// The metrics a queue keeps up to date.
+#[derive(Clone, Default)]
+pub struct QueueMetrics {
+    /// Damaged ranges of the log, quarantined and skipped.
+    pub damaged: Counter,
+    /// Segment files found missing at start (see [`ReplayReport::lost_segments`]).
+    pub lost_segments: Counter,
+    /// Bytes of segment files on disk.
+    pub disk_bytes: Gauge,
 }
 
 /// A record handed to a consumer; [`PersistentQueue::complete`] marks it done.
@@ -127,11 +156,18 @@ struct Entry {
 
 struct Segment {
     path: PathBuf,
-    reader: Arc<File>,
-    /// Mixed into every checksum of the segment (see [`record`]).
-    salt: u64,
+    /// `None` when the file holds nothing to deliver (all its records are below the
+    /// watermark, it is damaged throughout, or it stands in for a lost file): it stays only
+    /// to keep the sequence unbroken, until it is among the oldest and deleted.
+    reader: Option<SegmentReader>,
     len: u64,
     last_id: Option<u64>,
+}
+
+struct SegmentReader {
+    file: Arc<File>,
+    /// What every checksum of the segment starts from (see [`record`]).
+    key: Key,
 }
 
 struct State {
@@ -148,8 +184,12 @@ struct State {
     reserved_weight: u64,
     reserved_disk: u64,
     disk_used: u64,
+    /// Every segment file, by sequence number: one unbroken run.
     segments: BTreeMap<u64, Segment>,
-    active: u64,
+    /// The segment being written to; `None` when none could be created (a full disk).
+    active: Option<u64>,
+    /// The number the next segment gets: one past every file the log ever had.
+    next_segment: u64,
     closed: bool,
     checkpoint_requested: bool,
     /// Entries not done yet.
@@ -165,6 +205,23 @@ fn reserved_disk_of(payload_len: usize) -> u64 {
 impl State {
     fn watermark(&self) -> u64 {
         self.entries.front().map_or(self.next_id, |e| e.id)
+    }
+
+    /// What the cursor should hold now.
+    fn mark(&self) -> Mark {
+        Mark {
+            watermark: self.watermark(),
+            extent: Extent {
+                next_id: self.next_id,
+                first_segment: self
+                    .segments
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or(self.next_segment),
+                end_segment: self.next_segment,
+            },
+        }
     }
 
     fn fits(&self, opts: &QueueOptions, weight: u64, disk: u64) -> bool {
@@ -188,9 +245,8 @@ struct Shared {
     space: Notify,
     /// Records not yet done, for flush.
     unfinished: watch::Sender<usize>,
-    damaged: Counter,
-    /// Mirrors `State::disk_used`.
-    disk_gauge: Gauge,
+    /// `disk_bytes` mirrors `State::disk_used`.
+    metrics: QueueMetrics,
     /// Read failures to simulate, in order, before reading for real.
     #[cfg(test)]
     read_faults: Mutex<VecDeque<ReadFault>>,
@@ -224,7 +280,27 @@ struct Append {
     items: u32,
     weight: u64,
     acks: Vec<Ack>,
-    reply: oneshot::Sender<io::Result<()>>,
+    reply: oneshot::Sender<Result<(), Refused>>,
+}
+
+/// Why the writer did not take an append, with the senders' acks when they were not kept
+/// (a record that may be in the log keeps them: it can still be delivered).
+struct Refused {
+    error: io::Error,
+    acks: Vec<Ack>,
+}
+
+/// Whether an error means the disk (or a quota) has no room left.
+fn out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// An error of the same kind and text, for each of several appends that failed on it.
+fn copy_error(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
 }
 
 /// One persistent queue; cheap to share behind an `Arc`.
@@ -244,8 +320,7 @@ impl PersistentQueue {
     /// Blocking: call from a blocking context.
     pub fn open(
         opts: QueueOptions,
-        damaged: Counter,
-        disk_gauge: Gauge,
+        metrics: QueueMetrics,
     ) -> Result<(PersistentQueue, ReplayReport), StorageError> {
         let dir = &opts.directory;
         let io_err = |what: &str, path: &Path, source: io::Error| StorageError::Io {
@@ -276,7 +351,7 @@ impl PersistentQueue {
         let cursor_path = dir.join("cursor");
         let cursor =
             Cursor::open(&cursor_path).map_err(|e| io_err("cannot open", &cursor_path, e))?;
-        let replayed = replay(&opts, cursor.watermark(), &damaged)?;
+        let replayed = replay(&opts, &cursor, &metrics)?;
         let mut state = State {
             entries: replayed.entries,
             dispatched: 0,
@@ -288,7 +363,8 @@ impl PersistentQueue {
             reserved_disk: 0,
             disk_used: replayed.segments.values().map(|s| s.len).sum(),
             segments: replayed.segments,
-            active: replayed.next_segment,
+            active: None,
+            next_segment: replayed.next_segment,
             closed: false,
             checkpoint_requested: false,
             undone: 0,
@@ -300,11 +376,37 @@ impl PersistentQueue {
             records: state.entries.len(),
             items: state.pending_items,
             damaged: replayed.damaged,
+            lost_segments: replayed.lost_segments,
+            lost_records: replayed.lost_records,
         };
-        let (file, segment) = create_segment(dir, state.active, opts.fsync)?;
-        let salt = segment.salt;
-        state.disk_used += segment.len;
-        state.segments.insert(state.active, segment);
+        let active = match create_segment(dir, state.next_segment) {
+            Ok((active, segment)) => {
+                state.disk_used += segment.len;
+                state.segments.insert(active.seq, segment);
+                state.active = Some(active.seq);
+                state.next_segment += 1;
+                Some(active)
+            }
+            // A crash on a full disk must not keep the collector down: what the log holds
+            // is delivered (which frees space), and appends are refused until a segment
+            // can be created.
+            Err(e) if out_of_space(&e) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    records = report.records,
+                    "no space left for the persistent queue: delivering what it holds, refusing new data until there is space"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(io_err(
+                    "cannot create",
+                    &segment_path(dir, state.next_segment),
+                    e,
+                ));
+            }
+        };
         let unfinished = watch::Sender::new(state.entries.len());
         let shared = Arc::new(Shared {
             opts,
@@ -312,22 +414,22 @@ impl PersistentQueue {
             records: Notify::new(),
             space: Notify::new(),
             unfinished,
-            damaged,
-            disk_gauge,
+            metrics,
             #[cfg(test)]
             read_faults: Mutex::new(VecDeque::new()),
         });
-        shared.disk_gauge.set(shared.lock().disk_used as i64);
+        shared
+            .metrics
+            .disk_bytes
+            .set(shared.lock().disk_used as i64);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: shared.clone(),
-            file,
-            salt,
-            active_len: SEGMENT_HEADER_LEN as u64,
+            out_of_space: active.is_none(),
+            active,
             cursor,
             data_dirty: false,
-            // Replay may have deleted or cut files, and with `fsync: interval` the new
-            // segment's entry is not synced yet.
+            // Replay may have cut files or made placeholders.
             dir_dirty: true,
             last_sync: Instant::now(),
             _lock: lock,
@@ -342,7 +444,8 @@ impl PersistentQueue {
                     e,
                 )
             })?;
-        // The cursor may be behind what replay found (records below it were reclaimed).
+        // The cursor may be behind what replay found (records below it were reclaimed), and
+        // files replay found with nothing to deliver are deleted once it records that.
         let queue = PersistentQueue { shared, tx };
         queue.send(Msg::Checkpoint);
         Ok((queue, report))
@@ -405,7 +508,10 @@ impl PersistentQueue {
         }
         match answer.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err((AppendError::Io(e), Vec::new())),
+            Ok(Err(Refused { error, acks })) if out_of_space(&error) => {
+                Err((AppendError::NoSpace(error), acks))
+            }
+            Ok(Err(Refused { error, acks })) => Err((AppendError::Io(error), acks)),
             Err(_) => Err((AppendError::Closed, Vec::new())),
         }
     }
@@ -470,10 +576,11 @@ impl PersistentQueue {
 
     /// [`PersistentQueue::read`] by location. Blocking.
     pub fn read_at(&self, claim: Location) -> Result<Vec<u8>, ReadError> {
-        let (reader, path, salt) = {
+        let (reader, path, key) = {
             let state = self.shared.lock();
             let segment = state.segments.get(&claim.segment).ok_or(ReadError::Gone)?;
-            (segment.reader.clone(), segment.path.clone(), segment.salt)
+            let reader = segment.reader.as_ref().ok_or(ReadError::Gone)?;
+            (reader.file.clone(), segment.path.clone(), reader.key)
         };
         #[cfg(test)]
         {
@@ -495,10 +602,10 @@ impl PersistentQueue {
         reader
             .read_exact_at(&mut bytes, claim.offset)
             .map_err(|e| ReadError::Io(path.clone(), e))?;
-        match record::verify(&bytes, salt, claim.id) {
+        match record::verify(&bytes, key, claim.id) {
             Some(payload) => Ok(payload.to_vec()),
             None => {
-                self.shared.damaged.add(1);
+                self.shared.metrics.damaged.add(1);
                 Err(ReadError::Damaged(path, claim.offset))
             }
         }
@@ -653,39 +760,54 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn create_segment(
-    dir: &Path,
+/// The segment being written to, owned by the writer.
+struct ActiveSegment {
     seq: u64,
-    fsync: FsyncPolicy,
-) -> Result<(File, Segment), StorageError> {
+    file: File,
+    key: Key,
+    len: u64,
+}
+
+/// Creates segment `seq` with its header. A file left half-made (no space for the header)
+/// is removed.
+fn create_segment(dir: &Path, seq: u64) -> io::Result<(ActiveSegment, Segment)> {
     let path = segment_path(dir, seq);
-    let io_err = |source| StorageError::Io {
-        what: "cannot create".into(),
-        path: path.clone(),
-        source,
-    };
+    let made = make_segment(dir, &path, seq);
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+fn make_segment(dir: &Path, path: &Path, seq: u64) -> io::Result<(ActiveSegment, Segment)> {
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
-        .open(&path)
-        .map_err(io_err)?;
+        .open(path)?;
     // A fresh salt per segment: payload bytes cannot be made to look like a record of it.
     let salt = fastrand::u64(..);
-    file.write_all(&record::segment_header(salt))
-        .map_err(io_err)?;
-    let reader = File::open(&path).map_err(io_err)?;
-    if fsync == FsyncPolicy::Always {
-        // The new file's directory entry must be durable before records in it are
-        // acknowledged (with `interval` the writer syncs the directory with the data).
-        sync_dir(dir).map_err(io_err)?;
-    }
+    file.write_all(&record::segment_header(salt))?;
+    let reader = File::open(path)?;
+    // The new file's directory entry is durable before it joins the cursor's extent (and,
+    // with `fsync: always`, before records in it are acknowledged): a start must never
+    // take a file the cursor names for lost when it was only never made durable. Segments
+    // are started rarely (every `segment_size`), so this costs little with `interval` too.
+    sync_dir(dir)?;
+    let key = Key::of_salt(salt);
     Ok((
-        file,
+        ActiveSegment {
+            seq,
+            file,
+            key,
+            len: SEGMENT_HEADER_LEN as u64,
+        },
         Segment {
-            path,
-            reader: Arc::new(reader),
-            salt,
+            path: path.to_path_buf(),
+            reader: Some(SegmentReader {
+                file: Arc::new(reader),
+                key,
+            }),
             len: SEGMENT_HEADER_LEN as u64,
             last_id: None,
         },
@@ -698,17 +820,32 @@ struct Replayed {
     next_id: u64,
     next_segment: u64,
     damaged: u64,
+    lost_segments: u64,
+    lost_records: u64,
 }
 
-/// Scans every segment: keeps the records at or above `watermark`, quarantines damaged
+/// What replay learned of one segment file.
+struct Found {
+    path: PathBuf,
+    len: u64,
+    key: Option<Key>,
+    first_id: Option<u64>,
+    last_id: Option<u64>,
+    /// Holds records at or above the watermark.
+    live: bool,
+}
+
+/// Scans every segment: keeps the records at or above the watermark, quarantines damaged
 /// ranges (once: a range already in quarantine is not counted again), truncates a torn tail
-/// and deletes segments with nothing left to deliver.
+/// and reports files missing from the run the cursor recorded. Nothing is deleted here: files
+/// with nothing to deliver are left to the first checkpoint, which records the new run first.
 fn replay(
     opts: &QueueOptions,
-    watermark: u64,
-    damaged_counter: &Counter,
+    cursor: &Cursor,
+    metrics: &QueueMetrics,
 ) -> Result<Replayed, StorageError> {
     let dir = &opts.directory;
+    let watermark = cursor.watermark();
     let io_err = |what: &str, path: &Path, source: io::Error| StorageError::Io {
         what: what.to_string(),
         path: path.to_path_buf(),
@@ -729,7 +866,7 @@ fn replay(
     }
     seqs.sort_unstable();
     let mut entries: Vec<Entry> = Vec::new();
-    let mut segments = BTreeMap::new();
+    let mut found: BTreeMap<u64, Found> = BTreeMap::new();
     let mut max_id: Option<u64> = None;
     let mut damaged = 0u64;
     for &seq in &seqs {
@@ -739,7 +876,7 @@ fn replay(
         for d in &scan.damage {
             if quarantine(dir, seq, d, &bytes) {
                 damaged += 1;
-                damaged_counter.add(1);
+                metrics.damaged.add(1);
                 tracing::warn!(
                     file = %path.display(),
                     offset = d.offset,
@@ -764,10 +901,8 @@ fn replay(
             }
         }
         let mut live = false;
-        let mut last_id = None;
         for r in &scan.records {
             max_id = Some(max_id.map_or(r.id, |m: u64| m.max(r.id)));
-            last_id = Some(last_id.map_or(r.id, |m: u64| m.max(r.id)));
             if r.id >= watermark {
                 live = true;
                 entries.push(Entry {
@@ -782,39 +917,191 @@ fn replay(
                 });
             }
         }
-        if let (true, Some(salt)) = (live, scan.salt) {
-            let reader = File::open(&path).map_err(|e| io_err("cannot open", &path, e))?;
-            segments.insert(
-                seq,
-                Segment {
-                    path,
-                    reader: Arc::new(reader),
-                    salt,
-                    len,
-                    last_id,
-                },
-            );
-        } else {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(file = %path.display(), error = %e, "cannot delete a delivered persistent queue file");
+        found.insert(
+            seq,
+            Found {
+                path,
+                len,
+                key: scan.key,
+                // The scan only accepts growing ids.
+                first_id: scan.records.first().map(|r| r.id),
+                last_id: scan.records.last().map(|r| r.id),
+                live,
+            },
+        );
+    }
+    let extent = cursor.extent();
+    let (lost_segments, lost_records) = report_missing(dir, &mut found, extent, watermark);
+    metrics.lost_segments.add(lost_segments);
+    let mut segments = BTreeMap::new();
+    for (seq, f) in found {
+        let reader = match (f.live, f.key) {
+            (true, Some(key)) => {
+                let file = File::open(&f.path).map_err(|e| io_err("cannot open", &f.path, e))?;
+                Some(SegmentReader {
+                    file: Arc::new(file),
+                    key,
+                })
             }
-        }
+            _ => None,
+        };
+        segments.insert(
+            seq,
+            Segment {
+                path: f.path,
+                reader,
+                len: f.len,
+                last_id: f.last_id,
+            },
+        );
     }
     // Ids only grow, so this is a no-op unless files were moved around by hand.
     entries.sort_by_key(|e| e.id);
     entries.dedup_by_key(|e| e.id);
     // The scan never accepts `NO_ID`, so this cannot overflow; if it did, the writer
-    // refuses appends rather than reuse ids.
-    let next_id = max_id.map_or(watermark, |m| {
-        m.checked_add(1).unwrap_or(NO_ID).max(watermark)
-    });
+    // refuses appends rather than reuse ids. The cursor's next id is never ahead of the
+    // truth, and keeps the ids of records in lost files from being given again.
+    let next_id = max_id
+        .map_or(watermark, |m| {
+            m.checked_add(1).unwrap_or(NO_ID).max(watermark)
+        })
+        .max(extent.map_or(0, |e| e.next_id));
+    // Never reuse the number of a file the log had, lost ones included.
+    let next_segment = [
+        segments.keys().next_back().map(|s| s + 1),
+        extent.map(|e| e.end_segment),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(0);
     Ok(Replayed {
         entries: entries.into(),
         segments,
         next_id,
-        next_segment: seqs.last().map_or(0, |s| s + 1),
+        next_segment,
         damaged,
+        lost_segments,
+        lost_records,
     })
+}
+
+/// Finds the segment files missing from the unbroken run the log keeps (the run the cursor
+/// recorded, or, without one, the run between the oldest and newest files found), reports
+/// each missing range with the undelivered records it held, and puts an empty placeholder in
+/// its place so it is reported once. Returns (files lost, records known lost).
+fn report_missing(
+    dir: &Path,
+    found: &mut BTreeMap<u64, Found>,
+    extent: Option<Extent>,
+    watermark: u64,
+) -> (u64, u64) {
+    let first = extent
+        .map(|e| e.first_segment)
+        .or_else(|| found.keys().next().copied());
+    let end = [
+        extent.map(|e| e.end_segment),
+        found.keys().next_back().map(|s| s + 1),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    let (Some(first), Some(end)) = (first, end) else {
+        return (0, 0);
+    };
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for seq in first..end {
+        if found.contains_key(&seq) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    let (mut lost_segments, mut lost_records) = (0u64, 0u64);
+    for (from, to) in runs {
+        // Ids are given in order across files, so the records the run held are those
+        // between the last one before it and the first one after it.
+        let from_id = found
+            .range(..from)
+            .rev()
+            .find_map(|(_, f)| f.last_id)
+            .map_or(watermark, |last| last.saturating_add(1).max(watermark));
+        let next_id = found.range(to + 1..).find_map(|(_, f)| f.first_id);
+        let files = if from == to {
+            segment_path(dir, from).display().to_string()
+        } else {
+            format!(
+                "{} to {}",
+                segment_path(dir, from).display(),
+                segment_path(dir, to).display()
+            )
+        };
+        let count = to - from + 1;
+        let (missing, held) = if count == 1 {
+            ("a persistent queue file is missing", "it held")
+        } else {
+            ("persistent queue files are missing", "they held")
+        };
+        match next_id {
+            Some(next) if next <= from_id => {
+                tracing::warn!(files, "{missing}, but {held} no undelivered records");
+            }
+            Some(next) => {
+                let records = next - from_id;
+                lost_segments += count;
+                lost_records += records;
+                tracing::error!(
+                    files,
+                    records,
+                    "{missing} (deleted, or lost by the filesystem): the {records} undelivered records {held} are lost"
+                );
+            }
+            // The newest files: records are known only up to the cursor's last write.
+            None => {
+                let known = extent.map_or(0, |e| e.next_id.saturating_sub(from_id));
+                lost_segments += count;
+                lost_records += known;
+                if known > 0 {
+                    tracing::error!(
+                        files,
+                        records = known,
+                        "{missing} (deleted, or lost by the filesystem): at least {known} undelivered records {held} are lost"
+                    );
+                } else {
+                    tracing::error!(
+                        files,
+                        "{missing} (deleted, or lost by the filesystem): the undelivered records written to it since the last checkpoint, if any, are lost"
+                    );
+                }
+            }
+        }
+        for seq in from..=to {
+            let path = segment_path(dir, seq);
+            let made = OpenOptions::new().write(true).create_new(true).open(&path);
+            match made {
+                Ok(_) => {
+                    found.insert(
+                        seq,
+                        Found {
+                            path,
+                            len: 0,
+                            key: None,
+                            first_id: None,
+                            last_id: None,
+                            live: false,
+                        },
+                    );
+                }
+                // Without it the loss is reported again at the next start.
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot put a placeholder in place of a missing persistent queue file")
+                }
+            }
+        }
+    }
+    (lost_segments, lost_records)
 }
 
 /// Copies a damaged range into `quarantine/`; false if it was quarantined before.
@@ -842,14 +1129,14 @@ fn quarantine(dir: &Path, seq: u64, damage: &record::Damage, bytes: &[u8]) -> bo
 /// Owns the active segment and the cursor; every write to the log happens on its thread.
 struct Writer {
     shared: Arc<Shared>,
-    file: File,
-    /// The active segment's salt.
-    salt: u64,
-    active_len: u64,
+    /// `None` while no segment could be created (a full disk).
+    active: Option<ActiveSegment>,
     cursor: Cursor,
     data_dirty: bool,
     /// Files were created or deleted since the directory was last synced.
     dir_dirty: bool,
+    /// The last write found no space: said once, until a write succeeds again.
+    out_of_space: bool,
     last_sync: Instant,
     /// Held for the writer's lifetime: the directory's lock.
     _lock: File,
@@ -889,11 +1176,12 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            if !appends.is_empty() {
-                self.write_group(appends);
-            }
+            // Segments the checkpoint deletes free space the appends may need.
             if checkpoint {
                 self.checkpoint();
+            }
+            if !appends.is_empty() {
+                self.write_group(appends);
             }
             if close_reply.is_some() {
                 break;
@@ -905,8 +1193,9 @@ impl Writer {
         // Final state for the next start: the watermark, and everything synced.
         self.checkpoint();
         let synced = self
-            .file
-            .sync_data()
+            .active
+            .as_ref()
+            .map_or(Ok(()), |a| a.file.sync_data())
             .and_then(|()| self.cursor.sync())
             .and_then(|()| sync_dir(&self.shared.opts.directory));
         if let Err(e) = synced {
@@ -920,7 +1209,8 @@ impl Writer {
 
     fn periodic_sync(&mut self) {
         if self.data_dirty {
-            if let Err(e) = self.file.sync_data() {
+            let synced = self.active.as_ref().map_or(Ok(()), |a| a.file.sync_data());
+            if let Err(e) = synced {
                 tracing::error!(dir = %self.shared.opts.directory.display(), error = %e, "cannot sync the persistent queue");
             } else {
                 self.data_dirty = false;
@@ -929,9 +1219,8 @@ impl Writer {
         if let Err(e) = self.cursor.sync() {
             tracing::warn!(dir = %self.shared.opts.directory.display(), error = %e, "cannot sync the persistent queue's cursor");
         }
-        // With `fsync: interval` a new segment's directory entry is made durable here, so
-        // its records are covered by the same "at most fsync_interval" promise as the data;
-        // deletions ride along (a lost one only brings back delivered records).
+        // Deletions and cut tails ride along here (a lost deletion only brings back
+        // delivered records).
         if self.dir_dirty {
             match sync_dir(&self.shared.opts.directory) {
                 Ok(()) => self.dir_dirty = false,
@@ -943,35 +1232,33 @@ impl Writer {
         self.last_sync = Instant::now();
     }
 
-    /// Seals the active segment (synced, so nothing acknowledged in it depends on a later
-    /// sync) and starts a new one.
-    fn rotate(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        let (seq, fsync, dir) = {
+    /// Seals the active segment, if any (synced, so nothing acknowledged in it depends on a
+    /// later sync), and starts a new one. On failure the active segment stays as it was.
+    fn start_segment(&mut self) -> io::Result<()> {
+        if let Some(active) = &self.active {
+            active.file.sync_data()?;
+        }
+        let (seq, dir) = {
             let state = self.shared.lock();
-            (
-                state.active + 1,
-                self.shared.opts.fsync,
-                self.shared.opts.directory.clone(),
-            )
+            (state.next_segment, self.shared.opts.directory.clone())
         };
-        let (file, segment) = create_segment(&dir, seq, fsync).map_err(|e| match e {
-            StorageError::Io { source, .. } => source,
-            other => io::Error::other(other.to_string()),
-        })?;
-        self.file = file;
-        self.salt = segment.salt;
-        self.active_len = segment.len;
+        let (active, segment) = create_segment(&dir, seq)?;
+        self.active = Some(active);
         // The header is written but not synced: it is synced with the first records.
         self.data_dirty = true;
-        if fsync == FsyncPolicy::Interval {
-            self.dir_dirty = true;
+        let mark = {
+            let mut state = self.shared.lock();
+            state.disk_used += segment.len;
+            self.shared.metrics.disk_bytes.set(state.disk_used as i64);
+            state.segments.insert(seq, segment);
+            state.active = Some(seq);
+            state.next_segment = seq + 1;
+            state.mark()
+        };
+        // So that the new file is missed if it is lost.
+        if let Err(e) = self.cursor.store(mark) {
+            tracing::warn!(dir = %self.shared.opts.directory.display(), error = %e, "cannot write the persistent queue's cursor");
         }
-        let mut state = self.shared.lock();
-        state.disk_used += segment.len;
-        self.shared.disk_gauge.set(state.disk_used as i64);
-        state.segments.insert(seq, segment);
-        state.active = seq;
         Ok(())
     }
 
@@ -987,11 +1274,21 @@ impl Writer {
         let reclaim_all = {
             let state = self.shared.lock();
             state.entries.is_empty()
-                && self.active_len > SEGMENT_HEADER_LEN as u64
+                && self
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.len > SEGMENT_HEADER_LEN as u64)
                 && state.disk_used + group_bytes > opts.max_disk
         };
-        if reclaim_all && self.rotate().is_ok() {
+        if reclaim_all && self.start_segment().is_ok() {
             self.checkpoint();
+        }
+        // Why appends fail while there is no segment to write to.
+        let mut no_segment: Option<io::Error> = None;
+        if self.active.is_none()
+            && let Err(e) = self.start_segment()
+        {
+            no_segment = Some(e);
         }
         let segment_size = opts.segment_size.max(1);
         let always = opts.fsync == FsyncPolicy::Always;
@@ -1003,32 +1300,57 @@ impl Writer {
         let mut next_id = self.shared.lock().next_id;
         for a in appends {
             let len = (HEADER_LEN + a.payload.len()) as u64;
-            let filled = self.active_len + buf.len() as u64;
-            if filled > SEGMENT_HEADER_LEN as u64 && filled + len > segment_size {
-                self.flush_chunk(&mut buf, &mut chunk, &mut written, &mut failed);
-                if let Err(e) = self.rotate() {
-                    tracing::error!(dir = %opts.directory.display(), error = %e, "cannot start a new persistent queue segment");
+            let filled = self.active.as_ref().map(|s| s.len + buf.len() as u64);
+            if filled.is_some_and(|f| f > SEGMENT_HEADER_LEN as u64 && f + len > segment_size) {
+                self.flush_chunk(
+                    &mut buf,
+                    &mut chunk,
+                    &mut written,
+                    &mut failed,
+                    &mut next_id,
+                );
+                if let Err(e) = self.start_segment() {
+                    // Writing goes on in the current segment, past its size.
+                    if !out_of_space(&e) {
+                        tracing::error!(dir = %opts.directory.display(), error = %e, "cannot start a new persistent queue segment");
+                    }
                 }
             }
+            let Some(active) = self.active.as_ref() else {
+                let e = no_segment.as_ref().map_or_else(
+                    || io::Error::other("no persistent queue segment to write to"),
+                    copy_error,
+                );
+                failed.push((a, e));
+                continue;
+            };
             if next_id == NO_ID {
                 // 2^64 records cannot be written for real; refusing beats reusing ids.
                 let e = io::Error::other("persistent queue record ids are exhausted");
                 failed.push((a, e));
                 continue;
             }
-            let offset = self.active_len + buf.len() as u64;
-            record::encode(&mut buf, self.salt, next_id, a.items, &a.payload);
+            let offset = active.len + buf.len() as u64;
+            record::encode(&mut buf, active.key, next_id, a.items, &a.payload);
             chunk.push((a, offset, next_id));
             next_id += 1;
         }
-        self.flush_chunk(&mut buf, &mut chunk, &mut written, &mut failed);
+        self.flush_chunk(
+            &mut buf,
+            &mut chunk,
+            &mut written,
+            &mut failed,
+            &mut next_id,
+        );
         let mut sync_error = None;
         if always && !written.is_empty() {
-            match self.file.sync_data() {
+            let synced = self.active.as_ref().map_or(Ok(()), |a| a.file.sync_data());
+            match synced {
                 Ok(()) => self.data_dirty = false,
                 Err(e) => sync_error = Some(e),
             }
         }
+        self.note_space(&written, &failed, sync_error.as_ref());
         let mut replies = Vec::new();
         {
             let mut state = self.shared.lock();
@@ -1061,29 +1383,62 @@ impl Writer {
                 // A failed sync may have lost the data: the sender hears an error and sends
                 // again, while the record is still delivered if it did survive (a duplicate).
                 let answer = match &sync_error {
-                    Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    Some(e) => Err(Refused {
+                        error: copy_error(e),
+                        acks: Vec::new(),
+                    }),
                     None => Ok(()),
                 };
                 replies.push((a.reply, answer));
             }
-            for (a, e) in failed {
+            for (a, error) in failed {
                 state.reserved_weight = state.reserved_weight.saturating_sub(a.weight);
                 state.reserved_disk = state
                     .reserved_disk
                     .saturating_sub(reserved_disk_of(a.payload.len()));
-                let error = crate::ack::DeliveryError::retryable(format!(
-                    "cannot write to the persistent queue: {e}"
+                replies.push((
+                    a.reply,
+                    Err(Refused {
+                        error,
+                        acks: a.acks,
+                    }),
                 ));
-                settle_all(a.acks, &Err(error));
-                replies.push((a.reply, Err(e)));
             }
             self.shared.unfinished.send_replace(state.undone);
-            self.shared.disk_gauge.set(state.disk_used as i64);
+            self.shared.metrics.disk_bytes.set(state.disk_used as i64);
         }
         self.shared.records.notify_waiters();
         self.shared.space.notify_waiters();
         for (reply, answer) in replies {
             let _ = reply.send(answer);
+        }
+    }
+
+    /// Says once when the disk fills up and once when writes get through again.
+    fn note_space(
+        &mut self,
+        written: &[(Append, u64, u64, u64)],
+        failed: &[(Append, io::Error)],
+        sync_error: Option<&io::Error>,
+    ) {
+        let full = failed
+            .iter()
+            .map(|(_, e)| e)
+            .chain(sync_error)
+            .find(|e| out_of_space(e));
+        let dir = &self.shared.opts.directory;
+        if let Some(e) = full {
+            if !self.out_of_space {
+                self.out_of_space = true;
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "no space left for the persistent queue: new data is refused until there is space (what the log holds is still delivered)"
+                );
+            }
+        } else if self.out_of_space && !written.is_empty() {
+            self.out_of_space = false;
+            tracing::info!(dir = %dir.display(), "the persistent queue has space again and takes new data");
         }
     }
 
@@ -1094,50 +1449,61 @@ impl Writer {
         chunk: &mut Vec<(Append, u64, u64)>,
         written: &mut Vec<(Append, u64, u64, u64)>,
         failed: &mut Vec<(Append, io::Error)>,
+        next_id: &mut u64,
     ) {
-        if chunk.is_empty() {
+        let Some(active) = self.active.as_mut().filter(|_| !chunk.is_empty()) else {
             return;
-        }
-        let segment = self.shared.lock().active;
-        match self.file.write_all(buf) {
+        };
+        // At the segment's known end, not the file position: whatever a failed write left
+        // behind is overwritten by the next one.
+        match active.file.write_all_at(buf, active.len) {
             Ok(()) => {
-                self.active_len += buf.len() as u64;
+                active.len += buf.len() as u64;
                 self.data_dirty = true;
+                let segment = active.seq;
                 for (a, offset, id) in chunk.drain(..) {
                     written.push((a, segment, offset, id));
                 }
             }
             Err(e) => {
-                // Cut off whatever part was written; if even that fails, move to a new
-                // segment and let the next start find the torn bytes.
-                let restored = self.file.set_len(self.active_len).and_then(|()| {
-                    use std::io::Seek;
-                    self.file
-                        .seek(io::SeekFrom::Start(self.active_len))
-                        .map(|_| ())
-                });
-                if restored.is_err() {
-                    let _ = self.rotate();
+                // Cut off whatever part was written (a full disk gets that space back).
+                // Then none of these records is on disk and the next ones take their ids;
+                // if the cut fails, a record of them may be whole on disk, so the next
+                // ones go to a new segment and the ids stay unused.
+                match active.file.set_len(active.len) {
+                    Ok(()) => {
+                        if let Some((_, _, first)) = chunk.first() {
+                            *next_id = *first;
+                        }
+                    }
+                    Err(_) => {
+                        let _ = self.start_segment();
+                    }
                 }
                 for (a, _, _) in chunk.drain(..) {
-                    failed.push((a, io::Error::new(e.kind(), e.to_string())));
+                    failed.push((a, copy_error(&e)));
                 }
             }
         }
         buf.clear();
     }
 
-    /// Persists the watermark, then deletes sealed segments entirely below it.
+    /// Persists the watermark and the extent, then deletes the oldest segments whose records
+    /// are all below the watermark.
     fn checkpoint(&mut self) {
-        let (watermark, reclaim) = {
+        let (mark, reclaim) = {
             let mut state = self.shared.lock();
+            let state = &mut *state;
             state.checkpoint_requested = false;
             let watermark = state.watermark();
-            let active = state.active;
+            // Only the oldest go: the files left stay one unbroken run, so a gap found at the
+            // next start is a lost file, never one deleted here.
             let done: Vec<u64> = state
                 .segments
                 .iter()
-                .filter(|(seq, s)| **seq != active && s.last_id.is_none_or(|id| id < watermark))
+                .take_while(|(seq, s)| {
+                    Some(**seq) != state.active && s.last_id.is_none_or(|id| id < watermark)
+                })
                 .map(|(seq, _)| *seq)
                 .collect();
             let mut reclaim = Vec::new();
@@ -1147,11 +1513,19 @@ impl Writer {
                     reclaim.push(s.path);
                 }
             }
-            self.shared.disk_gauge.set(state.disk_used as i64);
-            (watermark, reclaim)
+            self.shared.metrics.disk_bytes.set(state.disk_used as i64);
+            (state.mark(), reclaim)
         };
-        if let Err(e) = self.cursor.store(watermark) {
+        if let Err(e) = self.cursor.store(mark) {
             tracing::warn!(dir = %self.shared.opts.directory.display(), error = %e, "cannot write the persistent queue's cursor");
+        }
+        if !reclaim.is_empty() {
+            // The cursor's new first file must be durable before older files are gone, or a
+            // crash in between would report them lost at the next start. Space matters more
+            // than that report, so the files go even if the sync fails.
+            if let Err(e) = self.cursor.sync() {
+                tracing::warn!(dir = %self.shared.opts.directory.display(), error = %e, "cannot sync the persistent queue's cursor");
+            }
         }
         for path in reclaim {
             self.dir_dirty = true;
