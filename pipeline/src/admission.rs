@@ -1,5 +1,5 @@
 //! Admission control shared by every receiver: the in-flight byte budget and the memory
-//! limiter's verdict, consulted before a request is decoded (DESIGN §4).
+//! limiter's verdict, consulted before a request is decoded (ARCHITECTURE.md §4).
 //!
 //! A receiver first asks whether a request of its declared size could be admitted now
 //! ([`Admission::precheck`], which reserves nothing: a client that declares a size and then
@@ -10,6 +10,12 @@
 //! above its soft limit, or when the bytes admitted since the limiter's last look at the
 //! process would carry it past that limit; and permanently when the request alone needs more
 //! than the whole budget, since retrying it could never succeed.
+//!
+//! Once a request is checked, the memory its decoded form would take (the scan's estimate) is
+//! reserved as well, before anything is decoded. That part of the permit is split off and
+//! travels with the data ([`crate::Batch::hold`]): it is given back when the data leaves the
+//! collector (exported, written to a persistent queue, dropped), not when the client is
+//! answered, since the data can be decoded later, after it was acknowledged.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -19,8 +25,9 @@ use crate::ack::DeliveryError;
 use crate::telemetry::{Counter, Gauge, MetricsRegistry};
 
 /// The in-flight budget when no `memory_limiter` is configured: 256 MiB of request bytes
-/// (compressed as received plus decompressed). With a `memory_limiter` the budget is its
-/// spike limit, the headroom it keeps for bursts.
+/// (compressed as received plus decompressed) and of the estimated memory of the decoded data
+/// the collector holds. With a `memory_limiter` the budget is its spike limit, the headroom it
+/// keeps for bursts.
 pub const DEFAULT_BUDGET: usize = 256 * 1024 * 1024;
 
 /// What a client is told to wait before retrying a request refused for lack of budget.
@@ -63,7 +70,7 @@ pub enum Refusal {
         retry_after: Duration,
     },
     #[error(
-        "{requested} more request bytes would exceed the in-flight budget ({in_flight} of {budget} bytes in use); retry later"
+        "{requested} more bytes (of the request, or of the memory its decoded form takes) would exceed the in-flight budget ({in_flight} of {budget} bytes in use); retry later"
     )]
     Budget {
         requested: usize,
@@ -72,7 +79,7 @@ pub enum Refusal {
     },
     /// The request alone needs more than the whole budget: permanent, a retry cannot fit.
     #[error(
-        "the request needs at least {requested} bytes (compressed as received plus decompressed), more than the whole in-flight budget of {budget} bytes; it can never be accepted"
+        "the request needs at least {requested} bytes (as received, decompressed, and the estimated memory of its decoded form), more than the whole in-flight budget of {budget} bytes; it can never be accepted: send smaller requests"
     )]
     TooLarge { requested: usize, budget: usize },
 }
@@ -131,12 +138,12 @@ impl Admission {
             let metrics = Metrics {
                 in_flight: registry.gauge(
                     "sluice_admission_bytes_in_flight",
-                    "Request bytes (compressed as received plus decompressed) held by receivers until they answer",
+                    "Bytes reserved: request bytes (compressed as received plus decompressed) until the receiver answers, and the estimated memory of their decoded form while the collector holds the data",
                     &[],
                 ),
                 budget: registry.gauge(
                     "sluice_admission_budget_bytes",
-                    "Largest number of request bytes receivers may hold at once",
+                    "Largest number of bytes that may be reserved at once (sluice_admission_bytes_in_flight)",
                     &[],
                 ),
                 refused_budget: refused("in_flight_budget"),
@@ -416,6 +423,46 @@ impl Permit {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Moves `bytes` of this reservation (all of it, if it holds fewer) into a new permit,
+    /// which gives them back on its own: for the part of a request's reservation that stays
+    /// with its data after the request is answered.
+    pub fn split_off(&mut self, bytes: usize) -> Permit {
+        let moved = bytes.min(self.bytes);
+        self.bytes -= moved;
+        Permit {
+            admission: self.admission.clone(),
+            bytes: moved,
+        }
+    }
+
+    /// Adds `other`'s reservation to this one when both are of the same admission state;
+    /// else hands it back.
+    pub fn absorb(&mut self, mut other: Permit) -> Result<(), Permit> {
+        if !Arc::ptr_eq(&self.admission.inner, &other.admission.inner) {
+            return Err(other);
+        }
+        self.bytes += std::mem::take(&mut other.bytes);
+        Ok(())
+    }
+
+    /// A second reservation of as many bytes, taken whatever the budget says (the data it
+    /// stands for already exists: a copy of a batch for another branch of a pipeline, which
+    /// may decode or copy it on its own). Receivers then refuse new data until enough is
+    /// given back.
+    pub fn duplicate(&self) -> Permit {
+        self.admission
+            .inner
+            .in_flight
+            .fetch_add(self.bytes, Ordering::AcqRel);
+        if let Some(m) = self.admission.inner.metrics.get() {
+            m.in_flight.add(self.bytes as i64);
+        }
+        Permit {
+            admission: self.admission.clone(),
+            bytes: self.bytes,
+        }
     }
 }
 

@@ -5,12 +5,21 @@
 
 use prost::Message;
 
+use crate::admission::{Permit, Refusal};
 use crate::signal::Signal;
 
+mod cut;
+mod ids;
+mod json_bound;
 mod nonfinite;
 mod nonfinite_decode;
+#[cfg(test)]
+mod random_requests;
 mod scan;
 
+pub use cut::cut_request;
+pub use ids::{IdError, check_ids};
+pub use json_bound::{JsonBound, json_decoded_bound};
 pub use nonfinite::NonFinite;
 pub use scan::{Scanned, WireError, scan};
 
@@ -22,11 +31,16 @@ pub enum DecodeError {
     Wire(#[from] WireError),
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("invalid OTLP/JSON: {0}")]
+    Id(#[from] IdError),
     #[error(
         "OTLP/JSON document of {0} bytes uses NaN/Infinity strings, which sluice accepts only in \
          documents up to 1 MiB; send protobuf or smaller requests"
     )]
     TooLargeForSlowPath(usize),
+    /// The admission budget refused the memory decoding would take.
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
 /// Largest OTLP/JSON document decoded through a generic JSON tree (see `decode_json`).
@@ -36,7 +50,37 @@ pub fn decode_proto<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeE
     Ok(S::from_request(S::Request::decode(bytes)?))
 }
 
+/// Decodes an OTLP/JSON export request of this signal; ids of the wrong length are refused
+/// (see [`check_ids`]).
 pub fn decode_json<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeError> {
+    let resources = decode_json_unchecked::<S>(bytes, || Ok(()))?;
+    check_ids::<S>(&resources)?;
+    Ok(resources)
+}
+
+/// [`decode_json`] for a receiver holding `permit`, which already holds
+/// [`JsonBound::decoded`] of [`json_decoded_bound`]: before a document is decoded through the
+/// generic JSON tree (only small ones can be), the tree's part (`tree`) is reserved too,
+/// and given back once the tree is gone.
+pub fn decode_json_reserving<S: Signal>(
+    bytes: &[u8],
+    tree: usize,
+    permit: &mut Permit,
+) -> Result<Vec<S::Resource>, DecodeError> {
+    let before = permit.bytes();
+    let decoded =
+        decode_json_unchecked::<S>(bytes, || permit.grow(tree).map_err(DecodeError::Refused));
+    permit.shrink_to(before);
+    let resources = decoded?;
+    check_ids::<S>(&resources)?;
+    Ok(resources)
+}
+
+/// `before_tree` is called before a generic JSON tree is built; an error stops decoding.
+fn decode_json_unchecked<S: Signal>(
+    bytes: &[u8],
+    before_tree: impl FnOnce() -> Result<(), DecodeError>,
+) -> Result<Vec<S::Resource>, DecodeError> {
     // NaN and infinities are strings in OTLP/JSON, which the serde types do not take (and
     // would drop silently): such documents always go the slow way below.
     let non_finite = nonfinite_decode::mentions_non_finite(bytes);
@@ -60,6 +104,7 @@ pub fn decode_json<S: Signal>(bytes: &[u8]) -> Result<Vec<S::Resource>, DecodeEr
             None => DecodeError::TooLargeForSlowPath(bytes.len()),
         });
     }
+    before_tree()?;
     let mut doc = match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(doc) => doc,
         Err(e) => return Err(first.unwrap_or(e).into()),
@@ -125,6 +170,17 @@ pub fn encode_proto<S: Signal>(resources: &[S::Resource], out: &mut Vec<u8>) {
     for resource in resources {
         prost::encoding::message::encode(1, resource, out);
     }
+}
+
+/// At least the heap memory `resources` take, by the scan's measure
+/// ([`Scanned::decoded_bytes`]): for data decoded from another form (OTLP/JSON), to account
+/// for it as protobuf data is accounted before it is decoded. `None` if their protobuf
+/// encoding does not pass the scan (nested deeper than protobuf decoding allows, which JSON
+/// decoding does not limit as tightly).
+pub fn estimate_decoded<S: Signal>(resources: &[S::Resource]) -> Option<usize> {
+    let mut encoded = Vec::with_capacity(encoded_proto_len::<S>(resources));
+    encode_proto::<S>(resources, &mut encoded);
+    scan(S::KIND, &encoded).ok().map(|s| s.decoded_bytes)
 }
 
 pub fn encoded_proto_len<S: Signal>(resources: &[S::Resource]) -> usize {

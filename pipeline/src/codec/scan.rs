@@ -10,15 +10,45 @@
 //! must be UTF-8, varints at most 10 bytes, a length must stay inside its message, groups of
 //! unknown fields must close with their own tag, and messages and groups nest at most 100
 //! deep, counted as prost counts them. The unit tests compare the two on mutated input.
+//!
+//! Two things are stricter than prost, as the OTLP specification and the OTel Collector are:
+//! trace ids must be 16 bytes and span ids 8 bytes, or empty, wherever they appear.
+//!
+//! The same pass predicts what decoding would allocate ([`Scanned::decoded_bytes`]), so a
+//! receiver can account for the decoded form before anything is decoded: a few bytes of
+//! protobuf can stand for a struct of hundreds of bytes (an empty span is 2 bytes on the wire).
+
+use std::cell::Cell;
+use std::mem::size_of;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    SummaryDataPoint, exponential_histogram_data_point::Buckets,
+    summary_data_point::ValueAtQuantile,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
 use crate::signal::SignalKind;
 
 /// What a check found: the number of `Resource*` messages and of items (spans, metric data
-/// points, log records), counted as the decoded data would count them.
+/// points, log records), counted as the decoded data would count them, and an upper bound on
+/// the heap memory decoding it takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scanned {
     pub resources: usize,
     pub items: usize,
+    /// At least the most heap memory that decoding the request into `opentelemetry-proto`'s
+    /// types holds at once, during decoding or after (see [`vec_peak`]).
+    pub decoded_bytes: usize,
 }
 
 /// Why bytes are not a valid OTLP export request: what is wrong, where.
@@ -53,6 +83,12 @@ enum Problem {
     EndGroup,
     #[error("messages nest more than 100 deep")]
     TooDeep,
+    #[error("{name} must be {want} bytes or empty, not {got} bytes")]
+    IdLength {
+        name: &'static str,
+        want: u8,
+        got: usize,
+    },
 }
 
 /// Declares the messages once: the enum, the list of all of them (in declaration order, so a
@@ -124,6 +160,8 @@ enum Field {
     Fixed32,
     Str,
     Bytes,
+    /// A trace id (16 bytes) or span id (8 bytes): this many bytes, or none.
+    Id(u8),
     /// repeated fixed64 or double: one value per field, or packed.
     RepeatedFixed64,
     /// repeated uint64: one value per field, or packed.
@@ -154,6 +192,7 @@ impl Field {
             Field::Fixed32 => WIRE_FIXED32,
             Field::Str
             | Field::Bytes
+            | Field::Id(_)
             | Field::Message(_)
             | Field::Item(_)
             | Field::MetricData(_) => WIRE_LEN,
@@ -216,7 +255,8 @@ const fn schema(msg: Msg, tag: u32) -> Option<Field> {
         (M::ScopeLogs, 2) => Item(M::LogRecord),
         (M::ScopeSpans | M::ScopeMetrics | M::ScopeLogs, 3) => Str,
 
-        (M::Span, 1 | 2 | 4) => Bytes,
+        (M::Span, 1) => Id(16),
+        (M::Span, 2 | 4) => Id(8),
         (M::Span, 3 | 5) => Str,
         (M::Span, 6 | 10 | 12 | 14) => Varint,
         (M::Span, 7 | 8) => Fixed64,
@@ -229,7 +269,8 @@ const fn schema(msg: Msg, tag: u32) -> Option<Field> {
         (M::SpanEvent, 2) => Str,
         (M::SpanEvent, 3) => Message(M::KeyValue),
         (M::SpanEvent, 4) => Varint,
-        (M::SpanLink, 1 | 2) => Bytes,
+        (M::SpanLink, 1) => Id(16),
+        (M::SpanLink, 2) => Id(8),
         (M::SpanLink, 3) => Str,
         (M::SpanLink, 4) => Message(M::KeyValue),
         (M::SpanLink, 5) => Varint,
@@ -272,7 +313,8 @@ const fn schema(msg: Msg, tag: u32) -> Option<Field> {
         (M::ValueAtQuantile, 1 | 2) => Fixed64,
         (M::Exemplar, 7) => Message(M::KeyValue),
         (M::Exemplar, 2 | 3 | 6) => Fixed64,
-        (M::Exemplar, 4 | 5) => Bytes,
+        (M::Exemplar, 4) => Id(8),
+        (M::Exemplar, 5) => Id(16),
 
         (M::LogRecord, 1 | 11) => Fixed64,
         (M::LogRecord, 2 | 7) => Varint,
@@ -280,7 +322,8 @@ const fn schema(msg: Msg, tag: u32) -> Option<Field> {
         (M::LogRecord, 5) => Message(M::AnyValue),
         (M::LogRecord, 6) => Message(M::KeyValue),
         (M::LogRecord, 8) => Fixed32,
-        (M::LogRecord, 9 | 10) => Bytes,
+        (M::LogRecord, 9) => Id(16),
+        (M::LogRecord, 10) => Id(8),
 
         (M::Resource, 1) => Message(M::KeyValue),
         (M::Resource, 2) => Varint,
@@ -305,6 +348,248 @@ const fn schema(msg: Msg, tag: u32) -> Option<Field> {
     Some(f)
 }
 
+/// The name of an id field, for errors.
+const fn id_name(msg: Msg, tag: u32) -> &'static str {
+    match (msg, tag) {
+        (Msg::Span, 1) | (Msg::SpanLink, 1) | (Msg::LogRecord, 9) | (Msg::Exemplar, 5) => {
+            "trace_id"
+        }
+        (Msg::Span, 4) => "parent_span_id",
+        _ => "span_id",
+    }
+}
+
+/// Extra bytes counted per heap allocation: allocators hand out size classes, so an
+/// allocation costs somewhat more than what was asked for.
+const ALLOCATION_SLACK: usize = 16;
+
+/// What decoding a string or bytes field of `len` bytes allocates, at most: `Vec::reserve`
+/// on an empty vector of bytes takes at least 8 (an empty field takes nothing, but is charged
+/// all the same, which saves the scan a branch).
+const BYTES_ALLOCATION: usize = 8 + ALLOCATION_SLACK;
+
+#[inline(always)]
+const fn bytes_heap(len: usize) -> usize {
+    len + BYTES_ALLOCATION
+}
+
+/// What a plain attribute ([`plain_attribute`]) takes decoded, besides its own bytes (which
+/// bound its key's and value's): its place in the `Vec` of attributes ([`vec_peak`]) and two
+/// allocations.
+const PLAIN_ATTRIBUTE: usize = 3 * size_of::<KeyValue>() + 2 * BYTES_ALLOCATION;
+
+/// A repeated field's place among its message's repeated fields (which element counter it
+/// uses) and the size of one decoded element, or `None` for a field that is not repeated.
+/// Protobuf lets a repeated field's elements come in any number of runs; decoding appends
+/// them all to one `Vec`, so a message's elements are counted together.
+const fn repeated(msg: Msg, tag: u32) -> Option<(u8, usize)> {
+    use Msg as M;
+    let kv = size_of::<KeyValue>();
+    let found = match (msg, tag) {
+        (M::TraceRequest, 1) => (0, size_of::<ResourceSpans>()),
+        (M::MetricsRequest, 1) => (0, size_of::<ResourceMetrics>()),
+        (M::LogsRequest, 1) => (0, size_of::<ResourceLogs>()),
+        (M::ResourceSpans, 2) => (0, size_of::<ScopeSpans>()),
+        (M::ResourceMetrics, 2) => (0, size_of::<ScopeMetrics>()),
+        (M::ResourceLogs, 2) => (0, size_of::<ScopeLogs>()),
+        (M::ScopeSpans, 2) => (0, size_of::<Span>()),
+        (M::ScopeMetrics, 2) => (0, size_of::<Metric>()),
+        (M::ScopeLogs, 2) => (0, size_of::<LogRecord>()),
+        (M::Span, 9) => (0, kv),
+        (M::Span, 11) => (1, size_of::<span::Event>()),
+        (M::Span, 13) => (2, size_of::<span::Link>()),
+        (M::SpanEvent, 3) | (M::SpanLink, 4) | (M::Metric, 12) => (0, kv),
+        (M::Gauge | M::Sum, 1) => (0, size_of::<NumberDataPoint>()),
+        (M::Histogram, 1) => (0, size_of::<HistogramDataPoint>()),
+        (M::ExponentialHistogram, 1) => (0, size_of::<ExponentialHistogramDataPoint>()),
+        (M::Summary, 1) => (0, size_of::<SummaryDataPoint>()),
+        (M::NumberDataPoint, 7) => (0, kv),
+        (M::NumberDataPoint, 5) => (1, size_of::<Exemplar>()),
+        (M::HistogramDataPoint, 9) => (0, kv),
+        (M::HistogramDataPoint, 6) => (1, size_of::<u64>()),
+        (M::HistogramDataPoint, 7) => (2, size_of::<f64>()),
+        (M::HistogramDataPoint, 8) => (3, size_of::<Exemplar>()),
+        (M::ExponentialHistogramDataPoint, 1) => (0, kv),
+        (M::ExponentialHistogramDataPoint, 11) => (1, size_of::<Exemplar>()),
+        (M::Buckets, 2) => (0, size_of::<u64>()),
+        (M::SummaryDataPoint, 7) => (0, kv),
+        (M::SummaryDataPoint, 6) => (1, size_of::<ValueAtQuantile>()),
+        (M::Exemplar, 7) | (M::LogRecord, 6) | (M::InstrumentationScope, 3) => (0, kv),
+        (M::Resource, 1) => (0, kv),
+        (M::Resource, 3) => (1, size_of::<EntityRef>()),
+        (M::EntityRef, 3) => (0, size_of::<String>()),
+        (M::EntityRef, 4) => (1, size_of::<String>()),
+        (M::ArrayValue, 1) => (0, size_of::<AnyValue>()),
+        (M::KeyValueList, 1) => (0, kv),
+        _ => return None,
+    };
+    Some(found)
+}
+
+/// Room for every known field number (the largest is 16), so a lookup needs no bounds check.
+const TAGS: usize = 32;
+
+/// Per message and field number, which of the message's repeated fields the field is, from
+/// 1 (0: not repeated); with [`ELEMENT_CHARGE`] and [`VEC_CHARGE`], [`repeated`] as tables
+/// small enough to stay in cache.
+static REPEATED_SLOT: [[u8; TAGS]; ALL_MESSAGES.len()] = {
+    let mut table = [[0; TAGS]; ALL_MESSAGES.len()];
+    let mut m = 0;
+    while m < ALL_MESSAGES.len() {
+        let mut tag = 0;
+        while tag < TAGS {
+            if let Some((slot, _)) = repeated(ALL_MESSAGES[m], tag as u32) {
+                table[m][tag] = slot + 1;
+            }
+            tag += 1;
+        }
+        m += 1;
+    }
+    table
+};
+
+/// Repeated fields of one message, at most.
+const SLOTS: usize = 4;
+
+/// What one element of a message's repeated field (by slot) is charged ([`vec_peak`]).
+static ELEMENT_CHARGE: [[usize; SLOTS]; ALL_MESSAGES.len()] = slot_table(3, 0);
+
+/// What each `Vec` of a message's repeated field (by slot) is charged besides its elements.
+static VEC_CHARGE: [[usize; SLOTS]; ALL_MESSAGES.len()] = slot_table(1, 2 * ALLOCATION_SLACK);
+
+/// Per message and repeated field, `times` its element size plus `plus`.
+const fn slot_table(times: usize, plus: usize) -> [[usize; SLOTS]; ALL_MESSAGES.len()] {
+    let mut table = [[0; SLOTS]; ALL_MESSAGES.len()];
+    let mut m = 0;
+    while m < ALL_MESSAGES.len() {
+        let mut tag = 0;
+        while tag < TAGS {
+            if let Some((slot, size)) = repeated(ALL_MESSAGES[m], tag as u32) {
+                table[m][slot as usize] = times * size + plus;
+            }
+            tag += 1;
+        }
+        m += 1;
+    }
+    table
+}
+
+/// What a `Vec` of `n` elements of `size` bytes, filled one push at a time as prost fills
+/// it, holds at once at most, counting both buffers while it moves into a larger one:
+/// capacity goes 4, 8, 16, ..., so at the last growth the old buffer (fewer than `n`
+/// elements) and the new one (at most `2n - 1`, or 4) are both held, and `3n + 1` elements
+/// cover both. The bound adds up: elements that arrive in several runs of one field, or a
+/// field of a message that appears twice (decoding merges the two), grow one `Vec` no larger
+/// than the sum of the bounds of the parts. [`Scanner::message`] charges it piecewise: three
+/// elements per element ([`ELEMENT_CHARGE`]) and one more, with two allocations' slack, per
+/// `Vec` ([`VEC_CHARGE`]).
+#[cfg(test)]
+const fn vec_peak(n: usize, size: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (3 * n + 1) * size + 2 * ALLOCATION_SLACK
+    }
+}
+
+/// The size of a message's decoded struct.
+const fn struct_size(msg: Msg) -> usize {
+    use Msg as M;
+    match msg {
+        M::TraceRequest => size_of::<ExportTraceServiceRequest>(),
+        M::MetricsRequest => size_of::<ExportMetricsServiceRequest>(),
+        M::LogsRequest => size_of::<ExportLogsServiceRequest>(),
+        M::ResourceSpans => size_of::<ResourceSpans>(),
+        M::ScopeSpans => size_of::<ScopeSpans>(),
+        M::Span => size_of::<Span>(),
+        M::SpanEvent => size_of::<span::Event>(),
+        M::SpanLink => size_of::<span::Link>(),
+        M::Status => size_of::<Status>(),
+        M::ResourceMetrics => size_of::<ResourceMetrics>(),
+        M::ScopeMetrics => size_of::<ScopeMetrics>(),
+        M::Metric => size_of::<Metric>(),
+        M::Gauge => size_of::<Gauge>(),
+        M::Sum => size_of::<Sum>(),
+        M::Histogram => size_of::<Histogram>(),
+        M::ExponentialHistogram => size_of::<ExponentialHistogram>(),
+        M::Summary => size_of::<Summary>(),
+        M::NumberDataPoint => size_of::<NumberDataPoint>(),
+        M::HistogramDataPoint => size_of::<HistogramDataPoint>(),
+        M::ExponentialHistogramDataPoint => size_of::<ExponentialHistogramDataPoint>(),
+        M::Buckets => size_of::<Buckets>(),
+        M::SummaryDataPoint => size_of::<SummaryDataPoint>(),
+        M::ValueAtQuantile => size_of::<ValueAtQuantile>(),
+        M::Exemplar => size_of::<Exemplar>(),
+        M::ResourceLogs => size_of::<ResourceLogs>(),
+        M::ScopeLogs => size_of::<ScopeLogs>(),
+        M::LogRecord => size_of::<LogRecord>(),
+        M::Resource => size_of::<Resource>(),
+        M::EntityRef => size_of::<EntityRef>(),
+        M::InstrumentationScope => size_of::<InstrumentationScope>(),
+        M::KeyValue => size_of::<KeyValue>(),
+        M::AnyValue => size_of::<AnyValue>(),
+        M::ArrayValue => size_of::<ArrayValue>(),
+        M::KeyValueList => size_of::<KeyValueList>(),
+    }
+}
+
+/// Nesting levels [`largest_struct_at`] tells apart; deeper ones all hold attribute values.
+pub(super) const STRUCT_DEPTHS: usize = 16;
+
+/// Per signal, the largest struct of any message that can sit `depth` messages below the
+/// request (the request itself at 0), for `depth` under [`STRUCT_DEPTHS`]; the last entry
+/// covers every depth from there on.
+static LARGEST_STRUCT: [[usize; STRUCT_DEPTHS]; 3] = [
+    largest_by_depth(Msg::TraceRequest),
+    largest_by_depth(Msg::MetricsRequest),
+    largest_by_depth(Msg::LogsRequest),
+];
+
+const fn largest_by_depth(root: Msg) -> [usize; STRUCT_DEPTHS] {
+    let mut table = [0; STRUCT_DEPTHS];
+    // Which messages are at the current depth, by discriminant.
+    let mut level = [false; ALL_MESSAGES.len()];
+    level[root as usize] = true;
+    let mut depth = 0;
+    while depth < 2 * STRUCT_DEPTHS {
+        let mut next = [false; ALL_MESSAGES.len()];
+        let mut m = 0;
+        while m < ALL_MESSAGES.len() {
+            if level[m] {
+                let size = struct_size(ALL_MESSAGES[m]);
+                let slot = if depth < STRUCT_DEPTHS {
+                    depth
+                } else {
+                    STRUCT_DEPTHS - 1
+                };
+                if size > table[slot] {
+                    table[slot] = size;
+                }
+                let mut tag = 0;
+                while tag < TAGS {
+                    if let Some(
+                        Field::Message(inner) | Field::Item(inner) | Field::MetricData(inner),
+                    ) = schema(ALL_MESSAGES[m], tag as u32)
+                    {
+                        next[inner as usize] = true;
+                    }
+                    tag += 1;
+                }
+            }
+            m += 1;
+        }
+        level = next;
+        depth += 1;
+    }
+    table
+}
+
+/// The largest struct a message `depth` levels below a request of `signal` can have.
+pub(super) fn largest_struct_at(signal: SignalKind, depth: usize) -> usize {
+    let table = &LARGEST_STRUCT[root(signal) as usize];
+    table[depth.min(STRUCT_DEPTHS - 1)]
+}
+
 fn root(signal: SignalKind) -> Msg {
     match signal {
         SignalKind::Traces => Msg::TraceRequest,
@@ -319,7 +604,10 @@ pub fn scan(signal: SignalKind, bytes: &[u8]) -> Result<Scanned, WireError> {
 }
 
 fn scan_boxed(signal: SignalKind, bytes: &[u8]) -> Scan<Scanned> {
-    let scanner = Scanner { base: bytes };
+    let scanner = Scanner {
+        base: bytes,
+        heap: Cell::new(0),
+    };
     let msg = root(signal);
     let mut at = Cursor { buf: bytes, pos: 0 };
     let mut scanned = Scanned::default();
@@ -336,7 +624,27 @@ fn scan_boxed(signal: SignalKind, bytes: &[u8]) -> Scan<Scanned> {
             _ => scanner.skip(&mut at, wire, tag, DEPTH_LIMIT, msg)?,
         }
     }
+    if scanned.resources > 0 {
+        let slot = usize::from(REPEATED_SLOT[msg as usize][1]) - 1;
+        scanner.charge(
+            scanned.resources * ELEMENT_CHARGE[msg as usize][slot] + VEC_CHARGE[msg as usize][slot],
+        );
+    }
+    scanned.decoded_bytes = scanner.heap.get();
     Ok(scanned)
+}
+
+/// The points of one `Metric` (its bytes already passed [`scan`] inside a request): what a
+/// cut between metrics moves.
+pub(super) fn metric_points(body: &[u8]) -> Result<usize, WireError> {
+    let scanner = Scanner {
+        base: body,
+        heap: Cell::new(0),
+    };
+    // A metric sits three messages below the request.
+    scanner
+        .message(Msg::Metric, body, DEPTH_LIMIT - 4)
+        .map_err(|e| *e)
 }
 
 type Scan<T> = Result<T, Box<WireError>>;
@@ -389,9 +697,16 @@ impl<'a> Cursor<'a> {
 
 struct Scanner<'a> {
     base: &'a [u8],
+    /// What decoding what was scanned so far allocates (see [`Scanned::decoded_bytes`]).
+    heap: Cell<usize>,
 }
 
 impl<'a> Scanner<'a> {
+    #[inline(always)]
+    fn charge(&self, bytes: usize) {
+        self.heap.set(self.heap.get().wrapping_add(bytes));
+    }
+
     /// Where an error is, given as a position in a sub-slice of the request: the offset is
     /// worked out here, on the error path only.
     #[cold]
@@ -478,13 +793,20 @@ impl<'a> Scanner<'a> {
     }
 
     /// Checks the fields of one message; returns its items. `budget` is the nesting prost
-    /// still allows below this message (its `DecodeContext`).
+    /// still allows below this message (its `DecodeContext`). What decoding its strings and
+    /// repeated fields allocates is charged to [`Scanner::heap`]; its own struct is charged
+    /// by the field that holds it.
     fn message(&self, msg: Msg, bytes: &'a [u8], budget: u32) -> Scan<usize> {
         let mut at = Cursor { buf: bytes, pos: 0 };
         let mut items = 0;
         let mut data_items = 0;
         let mut data_variant = None;
+        // What decoding this message's fields allocates, and which of its repeated fields
+        // have elements (one bit per slot, from bit 1): each has a `Vec`.
+        let mut heap = 0usize;
+        let mut vecs: u32 = 0;
         let by_key = &BY_KEY[msg as usize];
+        let slots = &REPEATED_SLOT[msg as usize];
         while let Some(&byte) = at.buf.get(at.pos) {
             // One load reads and checks a one-byte key (nearly every key); from here on the
             // wire type is one the field accepts.
@@ -501,6 +823,8 @@ impl<'a> Scanner<'a> {
                     }
                 },
             };
+            // Elements this field adds if it is a repeated one.
+            let mut elements = 0;
             match kind {
                 Field::Varint => {
                     self.varint(&mut at, msg, tag)?;
@@ -512,9 +836,25 @@ impl<'a> Scanner<'a> {
                     if !is_utf8(text) {
                         return Err(self.fail(Problem::NotUtf8, msg, tag, text, 0));
                     }
+                    heap += bytes_heap(text.len());
+                    elements = 1;
                 }
                 Field::Bytes => {
-                    self.delimited(&mut at, msg, tag)?;
+                    let bytes = self.delimited(&mut at, msg, tag)?;
+                    heap += bytes_heap(bytes.len());
+                }
+                Field::Id(width) => {
+                    let start = at.pos;
+                    let id = self.delimited(&mut at, msg, tag)?;
+                    if !id.is_empty() && id.len() != usize::from(width) {
+                        let problem = Problem::IdLength {
+                            name: id_name(msg, tag),
+                            want: width,
+                            got: id.len(),
+                        };
+                        return Err(self.fail(problem, msg, tag, at.buf, start));
+                    }
+                    heap += bytes_heap(id.len());
                 }
                 Field::RepeatedFixed64 => {
                     if wire == WIRE_LEN {
@@ -522,8 +862,10 @@ impl<'a> Scanner<'a> {
                         if packed.len() % 8 != 0 {
                             return Err(self.fail(Problem::PackedWidth, msg, tag, packed, 0));
                         }
+                        elements = packed.len() / 8;
                     } else {
                         self.fixed(&mut at, 8, msg, tag)?;
+                        elements = 1;
                     }
                 }
                 Field::RepeatedVarint => {
@@ -535,9 +877,11 @@ impl<'a> Scanner<'a> {
                         };
                         while !values.done() {
                             self.varint(&mut values, msg, tag)?;
+                            elements += 1;
                         }
                     } else {
                         self.varint(&mut at, msg, tag)?;
+                        elements = 1;
                     }
                 }
                 Field::Message(inner) | Field::Item(inner) | Field::MetricData(inner) => {
@@ -546,31 +890,49 @@ impl<'a> Scanner<'a> {
                     if budget == 0 {
                         return Err(self.fail(Problem::TooDeep, msg, tag, at.buf, start));
                     }
-                    let plain = match inner {
-                        // Attributes hold no items, so a plain one needs no further look.
-                        Msg::KeyValue => budget >= 2 && plain_attribute(body),
-                        Msg::AnyValue => plain_value(body),
-                        _ => false,
-                    };
-                    if plain {
+                    // Attributes hold no items, so a plain one needs no further look. Every
+                    // `KeyValue` field is its message's one repeated field of attributes, in
+                    // slot 1.
+                    if inner == Msg::KeyValue && budget >= 2 && plain_attribute(body) {
+                        heap += body.len() + PLAIN_ATTRIBUTE;
+                        vecs |= 1 << 1;
                         continue;
                     }
-                    let inner_items = self.message(inner, body, budget - 1)?;
-                    match kind {
-                        Field::Item(_) => items += 1,
-                        Field::MetricData(variant) => {
-                            if data_variant == Some(variant) {
-                                data_items += inner_items;
-                            } else {
-                                data_variant = Some(variant);
-                                data_items = inner_items;
+                    elements = 1;
+                    if inner == Msg::AnyValue && plain_value(body) {
+                        heap += bytes_heap(body.len());
+                    } else {
+                        let inner_items = self.message(inner, body, budget - 1)?;
+                        match kind {
+                            Field::Item(_) => items += 1,
+                            Field::MetricData(variant) => {
+                                if data_variant == Some(variant) {
+                                    data_items += inner_items;
+                                } else {
+                                    data_variant = Some(variant);
+                                    data_items = inner_items;
+                                }
                             }
+                            _ => items += inner_items,
                         }
-                        _ => items += inner_items,
                     }
                 }
             }
+            if elements > 0 {
+                // Known fields have small numbers, so the table covers them all.
+                let slot = slots[tag as usize % TAGS];
+                if slot != 0 {
+                    heap += elements * ELEMENT_CHARGE[msg as usize][usize::from(slot - 1)];
+                    vecs |= 1 << slot;
+                }
+            }
         }
+        let vec_charge = &VEC_CHARGE[msg as usize];
+        while vecs != 0 {
+            heap += vec_charge[vecs.trailing_zeros() as usize - 1];
+            vecs &= vecs - 1;
+        }
+        self.charge(heap);
         Ok(items + data_items)
     }
 
@@ -667,7 +1029,7 @@ fn is_utf8(text: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::signal::{Logs, Metrics, Signal, Traces, item_count};
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -978,27 +1340,188 @@ mod tests {
         }
     }
 
-    /// What prost makes of the bytes, in the scan's terms.
-    fn decoded<S: Signal>(bytes: &[u8]) -> Option<Scanned> {
+    /// Every occurrence of every id field on the wire, whatever decoding keeps of them (the
+    /// last of a singular field): the requests as prost sees them with each id field, and
+    /// each message on the way to one, made repeated; other fields are unknown, skipped.
+    mod every_id {
+        use prost::Message;
+
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Request<I: Message + Default + std::fmt::Debug> {
+            #[prost(message, repeated, tag = "1")]
+            pub resources: Vec<Resource<I>>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Resource<I: Message + Default + std::fmt::Debug> {
+            #[prost(message, repeated, tag = "2")]
+            pub scopes: Vec<Scope<I>>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Scope<I: Message + Default + std::fmt::Debug> {
+            #[prost(message, repeated, tag = "2")]
+            pub items: Vec<I>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Span {
+            #[prost(bytes = "vec", repeated, tag = "1")]
+            pub trace_id: Vec<Vec<u8>>,
+            #[prost(bytes = "vec", repeated, tag = "2")]
+            pub span_id: Vec<Vec<u8>>,
+            #[prost(bytes = "vec", repeated, tag = "4")]
+            pub parent_span_id: Vec<Vec<u8>>,
+            #[prost(message, repeated, tag = "13")]
+            pub links: Vec<Link>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Link {
+            #[prost(bytes = "vec", repeated, tag = "1")]
+            pub trace_id: Vec<Vec<u8>>,
+            #[prost(bytes = "vec", repeated, tag = "2")]
+            pub span_id: Vec<Vec<u8>>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct LogRecord {
+            #[prost(bytes = "vec", repeated, tag = "9")]
+            pub trace_id: Vec<Vec<u8>>,
+            #[prost(bytes = "vec", repeated, tag = "10")]
+            pub span_id: Vec<Vec<u8>>,
+        }
+        /// The gauge, sum, histogram and exponential histogram variants of `data`.
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Metric {
+            #[prost(message, repeated, tag = "5")]
+            pub gauge: Vec<Points<NumberPoint>>,
+            #[prost(message, repeated, tag = "7")]
+            pub sum: Vec<Points<NumberPoint>>,
+            #[prost(message, repeated, tag = "9")]
+            pub histogram: Vec<Points<HistogramPoint>>,
+            #[prost(message, repeated, tag = "10")]
+            pub exponential: Vec<Points<ExponentialPoint>>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Points<P: Message + Default + std::fmt::Debug> {
+            #[prost(message, repeated, tag = "1")]
+            pub points: Vec<P>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct NumberPoint {
+            #[prost(message, repeated, tag = "5")]
+            pub exemplars: Vec<Exemplar>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct HistogramPoint {
+            #[prost(message, repeated, tag = "8")]
+            pub exemplars: Vec<Exemplar>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct ExponentialPoint {
+            #[prost(message, repeated, tag = "11")]
+            pub exemplars: Vec<Exemplar>,
+        }
+        #[derive(Clone, PartialEq, Message)]
+        pub struct Exemplar {
+            #[prost(bytes = "vec", repeated, tag = "4")]
+            pub span_id: Vec<Vec<u8>>,
+            #[prost(bytes = "vec", repeated, tag = "5")]
+            pub trace_id: Vec<Vec<u8>>,
+        }
+
+        fn ok(ids: &[Vec<u8>], width: usize) -> bool {
+            ids.iter().all(|id| id.is_empty() || id.len() == width)
+        }
+
+        fn items<I: Message + Default + std::fmt::Debug>(bytes: &[u8]) -> Option<Vec<I>> {
+            let request = Request::<I>::decode(bytes).ok()?;
+            let resources = request.resources.into_iter();
+            Some(
+                resources
+                    .flat_map(|r| r.scopes)
+                    .flat_map(|s| s.items)
+                    .collect(),
+            )
+        }
+
+        fn exemplars_ok(exemplars: &[Exemplar]) -> bool {
+            exemplars
+                .iter()
+                .all(|e| ok(&e.trace_id, 16) && ok(&e.span_id, 8))
+        }
+
+        /// Whether every id on the wire has a valid length (`false` also if prost refuses).
+        pub fn valid(signal: super::SignalKind, bytes: &[u8]) -> bool {
+            use super::SignalKind;
+            match signal {
+                SignalKind::Traces => items::<Span>(bytes).is_some_and(|spans| {
+                    spans.iter().all(|s| {
+                        ok(&s.trace_id, 16)
+                            && ok(&s.span_id, 8)
+                            && ok(&s.parent_span_id, 8)
+                            && s.links
+                                .iter()
+                                .all(|l| ok(&l.trace_id, 16) && ok(&l.span_id, 8))
+                    })
+                }),
+                SignalKind::Logs => items::<LogRecord>(bytes).is_some_and(|records| {
+                    records
+                        .iter()
+                        .all(|r| ok(&r.trace_id, 16) && ok(&r.span_id, 8))
+                }),
+                SignalKind::Metrics => items::<Metric>(bytes).is_some_and(|metrics| {
+                    metrics.iter().all(|m| {
+                        let number = m.gauge.iter().chain(&m.sum).flat_map(|p| &p.points);
+                        let histogram = m.histogram.iter().flat_map(|p| &p.points);
+                        let exponential = m.exponential.iter().flat_map(|p| &p.points);
+                        number.into_iter().all(|p| exemplars_ok(&p.exemplars))
+                            && histogram.into_iter().all(|p| exemplars_ok(&p.exemplars))
+                            && exponential.into_iter().all(|p| exemplars_ok(&p.exemplars))
+                    })
+                }),
+            }
+        }
+    }
+
+    /// What prost makes of the bytes, in the scan's terms (resources, items), or `None` if
+    /// prost refuses them or they hold an id of the wrong length.
+    fn decoded<S: Signal>(bytes: &[u8]) -> Option<(usize, usize)> {
         let request = S::Request::decode(bytes).ok()?;
         let resources = S::request_resources(&request);
-        Some(Scanned {
-            resources: resources.len(),
-            items: item_count::<S>(resources),
-        })
+        if !every_id::valid(S::KIND, bytes) {
+            return None;
+        }
+        Some((resources.len(), item_count::<S>(resources)))
+    }
+
+    fn counted<S: Signal>(bytes: &[u8]) -> Option<(usize, usize)> {
+        scan(S::KIND, bytes).ok().map(|s| (s.resources, s.items))
     }
 
     fn agrees<S: Signal>(bytes: &[u8]) -> bool {
-        scan(S::KIND, bytes).ok() == decoded::<S>(bytes)
+        counted::<S>(bytes) == decoded::<S>(bytes)
     }
 
     fn assert_agrees<S: Signal>(bytes: &[u8]) {
         assert_eq!(
-            scan(S::KIND, bytes).ok(),
+            counted::<S>(bytes),
             decoded::<S>(bytes),
             "scan and prost disagree on {bytes:02x?}: {:?}",
             scan(S::KIND, bytes)
         );
+    }
+
+    /// The scan charges a plain attribute to slot 1 without looking the field up.
+    #[test]
+    fn every_field_of_attributes_is_its_messages_first_repeated_field() {
+        for msg in ALL_MESSAGES {
+            for tag in 0..TAGS as u32 {
+                if let Some(Field::Message(Msg::KeyValue)) = schema(*msg, tag) {
+                    assert_eq!(
+                        repeated(*msg, tag),
+                        Some((0, size_of::<KeyValue>())),
+                        "{msg:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -1020,30 +1543,12 @@ mod tests {
     #[test]
     fn valid_requests_are_counted_as_decoding_counts_them() {
         let t = traces().encode_to_vec();
-        assert_eq!(
-            scan(SignalKind::Traces, &t),
-            Ok(Scanned {
-                resources: 2,
-                items: 3
-            })
-        );
+        assert_eq!(counted::<Traces>(&t), Some((2, 3)));
         let m = metrics().encode_to_vec();
         // 2 gauge + 1 sum + 1 histogram + 1 exponential + 1 summary points; "empty" has none.
-        assert_eq!(
-            scan(SignalKind::Metrics, &m),
-            Ok(Scanned {
-                resources: 1,
-                items: 6
-            })
-        );
+        assert_eq!(counted::<Metrics>(&m), Some((1, 6)));
         let l = logs().encode_to_vec();
-        assert_eq!(
-            scan(SignalKind::Logs, &l),
-            Ok(Scanned {
-                resources: 1,
-                items: 3
-            })
-        );
+        assert_eq!(counted::<Logs>(&l), Some((1, 3)));
         assert_eq!(scan(SignalKind::Logs, &[]), Ok(Scanned::default()));
         for (bytes, kind) in [(&t, "traces"), (&m, "metrics"), (&l, "logs")] {
             let _ = kind;
@@ -1364,5 +1869,261 @@ mod tests {
         let request = len_field(1, &len_field(2, &len_field(2, &metric)));
         assert_agrees::<Metrics>(&request);
         assert_eq!(scan(SignalKind::Metrics, &request).unwrap().items, 7);
+    }
+
+    /// Counts the heap memory the current thread holds, and the most it held, so a test can
+    /// compare the scan's estimate with what decoding really allocates. A `realloc` counts
+    /// as holding both buffers for a moment, as moving the data does.
+    pub(in crate::codec) mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn grew(bytes: usize) {
+            let _ = LIVE.try_with(|live| {
+                live.set(live.get() + bytes as isize);
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+            });
+        }
+
+        fn shrank(bytes: usize) {
+            let _ = LIVE.try_with(|live| live.set(live.get() - bytes as isize));
+        }
+
+        pub struct Counting;
+
+        // SAFETY: every call goes to the system allocator unchanged; only sizes are counted.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                // SAFETY: as the caller promised for `alloc`.
+                let ptr = unsafe { System.alloc(layout) };
+                if !ptr.is_null() {
+                    grew(layout.size());
+                }
+                ptr
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                // SAFETY: as the caller promised for `alloc_zeroed`.
+                let ptr = unsafe { System.alloc_zeroed(layout) };
+                if !ptr.is_null() {
+                    grew(layout.size());
+                }
+                ptr
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: as the caller promised for `dealloc`.
+                unsafe { System.dealloc(ptr, layout) };
+                shrank(layout.size());
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                // SAFETY: as the caller promised for `realloc`.
+                let moved = unsafe { System.realloc(ptr, layout, new_size) };
+                if !moved.is_null() {
+                    grew(new_size);
+                    shrank(layout.size());
+                }
+                moved
+            }
+        }
+
+        /// Runs `work` and returns what it left allocated and the most it held at once, both
+        /// beyond what the thread held before.
+        pub fn measure<T>(work: impl FnOnce() -> T) -> (T, usize, usize) {
+            let before = LIVE.with(Cell::get);
+            PEAK.with(|peak| peak.set(before));
+            let out = work();
+            let after = LIVE.with(Cell::get);
+            let peak = PEAK.with(Cell::get);
+            (
+                out,
+                (after - before).max(0) as usize,
+                (peak - before).max(0) as usize,
+            )
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: counting::Counting = counting::Counting;
+
+    /// Decodes as a lazily decoded batch does (from `Bytes`, into the request, then its
+    /// resources) and checks the estimate against what that allocated: never less than the
+    /// most held at once, and not wildly more.
+    fn assert_estimate_bounds_decoding<S: Signal>(request: &[u8]) -> (usize, usize) {
+        let scanned = scan(S::KIND, request).expect("valid");
+        let bytes = bytes::Bytes::copy_from_slice(request);
+        let (resources, _, peak) = counting::measure(|| {
+            let mut decoded = S::Request::default();
+            decoded.merge(bytes.clone()).expect("valid");
+            S::from_request(decoded)
+        });
+        assert!(
+            scanned.decoded_bytes >= peak,
+            "estimate {} < peak {peak} for {} bytes",
+            scanned.decoded_bytes,
+            request.len()
+        );
+        drop(resources);
+        (scanned.decoded_bytes, peak)
+    }
+
+    #[test]
+    fn the_decoded_size_estimate_bounds_what_decoding_allocates() {
+        assert_estimate_bounds_decoding::<Traces>(&traces().encode_to_vec());
+        assert_estimate_bounds_decoding::<Metrics>(&metrics().encode_to_vec());
+        assert_estimate_bounds_decoding::<Logs>(&logs().encode_to_vec());
+        assert_eq!(scan(SignalKind::Traces, &[]).unwrap().decoded_bytes, 0);
+
+        // The attack: a megabyte of empty spans is half a million structs of a few hundred
+        // bytes each.
+        let empty_spans = |n: usize| ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); n],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        for n in [1, 4, 5, 1000, 1 << 14, (1 << 14) + 1, 100_000] {
+            let request = empty_spans(n).encode_to_vec();
+            let (estimate, peak) = assert_estimate_bounds_decoding::<Traces>(&request);
+            assert!(
+                estimate > 100 * request.len(),
+                "{estimate} for {}",
+                request.len()
+            );
+            // Within a small factor of the truth: the bound is for memory, not a guess.
+            assert!(estimate <= 3 * peak + 1024, "{estimate} vs {peak}");
+        }
+        let empty_logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); 50_000],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let (estimate, peak) = assert_estimate_bounds_decoding::<Logs>(&empty_logs.encode_to_vec());
+        assert!(estimate <= 3 * peak, "{estimate} vs {peak}");
+    }
+
+    /// Elements of one repeated field in several runs, and a singular message sent twice
+    /// (decoding merges the two and their repeated fields grow one `Vec`): still bounded.
+    #[test]
+    fn the_estimate_holds_where_decoding_merges() {
+        let kv = [len_field(1, b"k"), len_field(2, &len_field(1, b"v"))].concat();
+        let attributes = |n: usize| len_field(1, &kv).repeat(n);
+        // Resource (field 1 of ResourceLogs) sent twice, with 8 then 1 attribute: one
+        // `Vec` of 9 (capacity 16), more than two of 8 and 1 (capacities 8 and 4).
+        let resource = [len_field(1, &attributes(8)), len_field(1, &attributes(1))].concat();
+        let record = len_field(2, &len_field(6, &kv));
+        let runs = [record.clone(), len_field(99, b"x"), record].concat();
+        for body in [resource, runs] {
+            let request = len_field(1, &[body, len_field(2, &[])].concat());
+            assert_agrees::<Logs>(&request);
+            assert_estimate_bounds_decoding::<Logs>(&request);
+        }
+        for n in 1..40 {
+            assert!(vec_peak(n, 8) >= 8 * (n.next_power_of_two().max(4) * 3 / 2));
+        }
+    }
+
+    /// Random requests of every signal: the estimate is never below what decoding held.
+    #[test]
+    fn the_estimate_bounds_decoding_random_requests() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..60 {
+            let (t, m, l) = (
+                crate::codec::random_requests::traces(&mut rng).encode_to_vec(),
+                crate::codec::random_requests::metrics(&mut rng).encode_to_vec(),
+                crate::codec::random_requests::logs(&mut rng).encode_to_vec(),
+            );
+            assert_estimate_bounds_decoding::<Traces>(&t);
+            assert_estimate_bounds_decoding::<Metrics>(&m);
+            assert_estimate_bounds_decoding::<Logs>(&l);
+        }
+    }
+
+    #[test]
+    fn ids_of_the_wrong_length_are_refused_with_the_field_and_where() {
+        let span = |fields: &[u8]| {
+            let spans = len_field(2, fields);
+            len_field(1, &len_field(2, &spans))
+        };
+        let ok = span(
+            &[
+                len_field(1, &[7; 16]),
+                len_field(2, &[7; 8]),
+                len_field(4, &[]),
+            ]
+            .concat(),
+        );
+        assert!(scan(SignalKind::Traces, &ok).is_ok());
+        for (fields, expected) in [
+            (
+                len_field(1, &[7; 3]),
+                "trace_id must be 16 bytes or empty, not 3 bytes (field 1 of Span, at byte 7)",
+            ),
+            (
+                len_field(1, &[7; 17]),
+                "trace_id must be 16 bytes or empty, not 17 bytes",
+            ),
+            (
+                len_field(2, &[7; 16]),
+                "span_id must be 8 bytes or empty, not 16 bytes",
+            ),
+            (
+                len_field(4, &[7; 1]),
+                "parent_span_id must be 8 bytes or empty, not 1 bytes",
+            ),
+            (
+                len_field(4, &vec![7; 1 << 20]),
+                "parent_span_id must be 8 bytes or empty, not 1048576 bytes",
+            ),
+            (
+                len_field(13, &len_field(1, &[1; 8])),
+                "trace_id must be 16 bytes or empty, not 8 bytes (field 1 of Span.Link",
+            ),
+            (
+                len_field(13, &len_field(2, &[1; 9])),
+                "span_id must be 8 bytes or empty, not 9 bytes (field 2 of Span.Link",
+            ),
+        ] {
+            let error = scan(SignalKind::Traces, &span(&fields)).unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        // A valid id after a wrong one does not make it right (the Collector refuses it too).
+        let twice = span(&[len_field(1, &[7; 3]), len_field(1, &[7; 16])].concat());
+        assert!(scan(SignalKind::Traces, &twice).is_err());
+        let record = |fields: &[u8]| len_field(1, &len_field(2, &len_field(2, fields)));
+        let error = scan(SignalKind::Logs, &record(&len_field(10, &[0; 4]))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("span_id must be 8 bytes or empty, not 4 bytes (field 10 of LogRecord"),
+            "{error}"
+        );
+        assert!(scan(SignalKind::Logs, &record(&len_field(9, &[0; 16]))).is_ok());
+        let exemplar = |fields: &[u8]| {
+            let point = len_field(5, fields); // NumberDataPoint.exemplars
+            let metric = len_field(5, &len_field(1, &point)); // Metric.gauge.data_points
+            len_field(1, &len_field(2, &len_field(2, &metric)))
+        };
+        let error = scan(SignalKind::Metrics, &exemplar(&len_field(5, &[0; 15]))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("trace_id must be 16 bytes or empty, not 15 bytes (field 5 of Exemplar"),
+            "{error}"
+        );
+        assert!(scan(SignalKind::Metrics, &exemplar(&len_field(4, &[0; 8]))).is_ok());
     }
 }
