@@ -4,6 +4,7 @@
 //! it with `sending_queue.storage` opens its own queue in a subdirectory per signal when it
 //! starts (not when the config is built, so `sluice validate` touches no files).
 
+mod checkpoint;
 mod cursor;
 mod queue;
 mod record;
@@ -15,6 +16,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 use sluice_config::{ByteSize, Config, Diagnostic, Duration, SignalKind, Value};
 
+use crate::config_keys::{ConfigWarnings, NoEffect, decode_section};
+
+pub use checkpoint::CheckpointStore;
 #[cfg(test)]
 pub(crate) use queue::ReadFault;
 pub use queue::{
@@ -85,11 +89,29 @@ pub struct FileStorageConfig {
     pub segment_size: ByteSize,
     /// Create `directory` when missing (default true).
     pub create_directory: bool,
-    /// Accepted for OTel Collector configs; sluice does not use it.
-    pub timeout: Option<Duration>,
-    /// Accepted for OTel Collector configs (its bbolt compaction); the log needs none.
-    pub compaction: Option<serde::de::IgnoredAny>,
+    /// Mode of `directory` when sluice creates it, in octal (default `0750`, less the
+    /// umask).
+    pub directory_permissions: Option<String>,
 }
+
+/// The OTel Collector's `file_storage` keys that have nothing to act on in sluice's log.
+const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "timeout",
+        "bbolt's wait for its file lock; sluice's queue directory lock is taken at once, and a \
+         second collector on the same directory is refused with a clear error",
+    ),
+    NoEffect::new(
+        "compaction",
+        "bbolt files keep the space of deleted items until compacted; sluice's log deletes \
+         each segment file whole once it is delivered, so there is nothing to compact",
+    ),
+    NoEffect::new(
+        "recreate",
+        "sluice's log never refuses to open a damaged file: it recovers every intact record \
+         and sets the damaged part aside, so there is no corrupt database to recreate",
+    ),
+];
 
 impl Default for FileStorageConfig {
     fn default() -> Self {
@@ -100,13 +122,35 @@ impl Default for FileStorageConfig {
             max_size: ByteSize(1024 * 1024 * 1024),
             segment_size: ByteSize(16 * 1024 * 1024),
             create_directory: true,
-            timeout: None,
-            compaction: None,
+            directory_permissions: None,
         }
     }
 }
 
 impl FileStorageConfig {
+    /// Creates `directory` with `directory_permissions` (default 0750) when it is missing and
+    /// `create_directory` is on; queues make their own subdirectories inside it.
+    pub fn prepare_directory(&self) -> Result<(), StorageError> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.create_directory || self.directory.is_dir() {
+            return Ok(());
+        }
+        let mode = self
+            .directory_permissions
+            .as_deref()
+            .and_then(|p| u32::from_str_radix(p.trim_start_matches("0o"), 8).ok())
+            .unwrap_or(0o750);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&self.directory)
+            .map_err(|source| StorageError::Io {
+                what: "cannot create".into(),
+                path: self.directory.clone(),
+                source,
+            })
+    }
+
     /// Problems with the values that serde cannot see, as (key, message).
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
@@ -118,6 +162,14 @@ impl FileStorageConfig {
         }
         if self.segment_size.0 == 0 {
             out.push(("segment_size", "must be greater than 0".to_string()));
+        }
+        if let Some(perms) = &self.directory_permissions
+            && !u32::from_str_radix(perms.trim_start_matches("0o"), 8).is_ok_and(|m| m <= 0o7777)
+        {
+            out.push((
+                "directory_permissions",
+                format!("`{perms}` is not an octal mode such as 0750"),
+            ));
         }
         if self.fsync == FsyncPolicy::Interval && self.fsync_interval.0.is_zero() {
             out.push((
@@ -192,11 +244,19 @@ impl StorageExtensions {
     pub fn get(&self, id: &str) -> Option<&FileStorage> {
         self.by_id.get(id)
     }
+
+    /// Every enabled extension.
+    pub fn iter(&self) -> impl Iterator<Item = &FileStorage> {
+        self.by_id.values()
+    }
 }
 
 /// Decodes every `file_storage` extension (reporting problems with their positions) and
 /// returns those enabled in `service.extensions`.
-pub fn build_extensions(config: &Config) -> (StorageExtensions, Vec<Diagnostic>) {
+pub fn build_extensions(
+    config: &Config,
+    warnings: &ConfigWarnings,
+) -> (StorageExtensions, Vec<Diagnostic>) {
     let mut errors = Vec::new();
     let mut enabled = Vec::new();
     for c in config
@@ -204,10 +264,10 @@ pub fn build_extensions(config: &Config) -> (StorageExtensions, Vec<Diagnostic>)
         .iter()
         .filter(|c| c.id.type_name == FILE_STORAGE)
     {
-        let decoded: FileStorageConfig = match sluice_config::decode(&c.node, &c.path) {
+        let decoded: FileStorageConfig = match decode_section(c, NO_EFFECT, warnings) {
             Ok(d) => d,
             Err(e) => {
-                errors.push(e);
+                errors.extend(e.0);
                 continue;
             }
         };
@@ -311,10 +371,61 @@ mod tests {
         assert_eq!(escape_component(".."), "%2E.");
     }
 
-    fn decode(yaml: &str) -> Result<FileStorageConfig, sluice_config::Diagnostic> {
+    fn decode(yaml: &str) -> Result<FileStorageConfig, sluice_config::ConfigErrors> {
+        decode_warned(yaml).0
+    }
+
+    fn decode_warned(
+        yaml: &str,
+    ) -> (
+        Result<FileStorageConfig, sluice_config::ConfigErrors>,
+        Vec<Diagnostic>,
+    ) {
         let node = sluice_config::load(&[sluice_config::Source::new("test", yaml)], &[], &|_| None)
             .unwrap();
-        sluice_config::decode(&node, "extensions.file_storage")
+        let config = sluice_config::ComponentConfig {
+            kind: sluice_config::ComponentKind::Extension,
+            id: sluice_config::ComponentId::new(FILE_STORAGE),
+            pos: node.pos.clone(),
+            path: "extensions.file_storage".into(),
+            node,
+        };
+        let warnings = ConfigWarnings::default();
+        (
+            decode_section(&config, NO_EFFECT, &warnings),
+            warnings.take(),
+        )
+    }
+
+    #[test]
+    fn compaction_timeout_and_recreate_are_warned_about_and_permissions_applied() {
+        let (c, warnings) = decode_warned(
+            "directory: /tmp/q\ntimeout: 1s\nrecreate: true\ncompaction:\n  on_start: true\n  directory: /tmp\n  max_transaction_size: 65536\n",
+        );
+        assert!(c.is_ok());
+        let paths: Vec<&str> = warnings.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "extensions.file_storage.timeout",
+                "extensions.file_storage.compaction",
+                "extensions.file_storage.recreate"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b");
+        let c = decode(&format!(
+            "directory: {}\ndirectory_permissions: \"0700\"\n",
+            target.display()
+        ))
+        .unwrap();
+        assert!(c.problems().is_empty());
+        c.prepare_directory().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let bad = decode("directory_permissions: \"rwx\"\n").unwrap();
+        assert_eq!(bad.problems()[0].0, "directory_permissions");
     }
 
     #[test]
