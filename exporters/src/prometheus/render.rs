@@ -1,0 +1,270 @@
+//! The scrape response: Prometheus text 0.0.4, or OpenMetrics 1.0 when enabled and asked for.
+
+use std::fmt::Write;
+
+use super::accumulator::{Accumulator, Kind, Value};
+use crate::otel_to_prometheus::format_float;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Text,
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+pub struct Options<'a> {
+    pub format: Format,
+    pub send_timestamps: bool,
+    pub const_labels: &'a [(String, String)],
+    pub target_info_name: &'a str,
+}
+
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn labels(
+    out: &mut String,
+    own: &[(String, String)],
+    constant: &[(String, String)],
+    extra: Option<(&str, &str)>,
+) {
+    let mut all: Vec<(&str, &str)> = own.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (k, v) in constant {
+        if !all.iter().any(|(n, _)| n == k) {
+            all.push((k, v));
+        }
+    }
+    if let Some(e) = extra {
+        all.push(e);
+    }
+    if all.is_empty() {
+        return;
+    }
+    all.sort();
+    out.push('{');
+    for (i, (k, v)) in all.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(v, out);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// One series of a family: the lines of its samples share the name, labels and timestamp.
+struct Series<'a> {
+    name: &'a str,
+    own: &'a [(String, String)],
+    ts: i64,
+}
+
+fn sample(
+    out: &mut String,
+    series: &Series<'_>,
+    suffix: &str,
+    opts: &Options<'_>,
+    extra: Option<(&str, &str)>,
+    value: f64,
+) {
+    let ts = series.ts;
+    out.push_str(series.name);
+    out.push_str(suffix);
+    labels(out, series.own, opts.const_labels, extra);
+    out.push(' ');
+    out.push_str(&format_float(value));
+    if opts.send_timestamps {
+        match opts.format {
+            Format::Text => {
+                let _ = write!(out, " {ts}");
+            }
+            Format::OpenMetrics => {
+                let _ = write!(out, " {}.{:03}", ts.div_euclid(1000), ts.rem_euclid(1000));
+            }
+        }
+    }
+    out.push('\n');
+}
+
+pub fn render(acc: &Accumulator, opts: &Options<'_>) -> String {
+    let mut out = String::new();
+    let om = opts.format == Format::OpenMetrics;
+    for (name, family) in &acc.families {
+        let Some(kind) = family.kind else { continue };
+        // OpenMetrics names a counter's family without `_total`; its samples keep it.
+        let (family_name, value_suffix) = match (kind, om) {
+            (Kind::Counter, true) => match name.strip_suffix("_total") {
+                Some(base) => (base, "_total"),
+                None => (name.as_str(), ""),
+            },
+            _ => (name.as_str(), ""),
+        };
+        let type_word = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
+        };
+        if !family.help.is_empty() {
+            let _ = writeln!(out, "# HELP {family_name} {}", escape_help(&family.help));
+        }
+        let _ = writeln!(out, "# TYPE {family_name} {type_word}");
+        for (own, entry) in &family.series {
+            let ts = entry.timestamp_ms;
+            match &entry.value {
+                Value::Number(v) => sample(
+                    &mut out,
+                    &Series {
+                        name: family_name,
+                        own,
+                        ts,
+                    },
+                    value_suffix,
+                    opts,
+                    None,
+                    *v,
+                ),
+                Value::Histogram {
+                    buckets,
+                    sum,
+                    count,
+                } => {
+                    for (le, c) in buckets {
+                        let le = format_float(*le);
+                        sample(
+                            &mut out,
+                            &Series {
+                                name: family_name,
+                                own,
+                                ts,
+                            },
+                            "_bucket",
+                            opts,
+                            Some(("le", &le)),
+                            *c as f64,
+                        );
+                    }
+                    sample(
+                        &mut out,
+                        &Series {
+                            name: family_name,
+                            own,
+                            ts,
+                        },
+                        "_sum",
+                        opts,
+                        None,
+                        *sum,
+                    );
+                    sample(
+                        &mut out,
+                        &Series {
+                            name: family_name,
+                            own,
+                            ts,
+                        },
+                        "_count",
+                        opts,
+                        None,
+                        *count as f64,
+                    );
+                }
+                Value::Summary {
+                    quantiles,
+                    sum,
+                    count,
+                } => {
+                    for (q, v) in quantiles {
+                        let q = format_float(*q);
+                        sample(
+                            &mut out,
+                            &Series {
+                                name: family_name,
+                                own,
+                                ts,
+                            },
+                            "",
+                            opts,
+                            Some(("quantile", &q)),
+                            *v,
+                        );
+                    }
+                    sample(
+                        &mut out,
+                        &Series {
+                            name: family_name,
+                            own,
+                            ts,
+                        },
+                        "_sum",
+                        opts,
+                        None,
+                        *sum,
+                    );
+                    sample(
+                        &mut out,
+                        &Series {
+                            name: family_name,
+                            own,
+                            ts,
+                        },
+                        "_count",
+                        opts,
+                        None,
+                        *count as f64,
+                    );
+                }
+            }
+        }
+    }
+    if !acc.target_info.is_empty() {
+        let name = opts.target_info_name;
+        let (family, suffix) = if om {
+            (name.strip_suffix("_info").unwrap_or(name), "_info")
+        } else {
+            (name, "")
+        };
+        let _ = writeln!(out, "# HELP {family} Target metadata");
+        let _ = writeln!(out, "# TYPE {family} {}", if om { "info" } else { "gauge" });
+        for (own, entry) in &acc.target_info {
+            sample(
+                &mut out,
+                &Series {
+                    name: family,
+                    own,
+                    ts: entry.timestamp_ms,
+                },
+                suffix,
+                opts,
+                None,
+                1.0,
+            );
+        }
+    }
+    if om {
+        out.push_str("# EOF\n");
+    }
+    out
+}
