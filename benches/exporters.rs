@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sluice_config::{ComponentConfig, ComponentId, ComponentKind, Pos, SignalKind, parse_yaml};
 use sluice_loadgen::{Data, SignalArg};
 use sluice_pipeline::codec::encoded_proto_len;
-use sluice_pipeline::{AnyConsumer, Batch, BuildContext, ExporterFactory, Traces, deliver};
+use sluice_pipeline::{AnyConsumer, Batch, BuildContext, Traces, deliver};
 use tokio::time::Instant;
 
 use support::{ITEMS, payload, throughput};
@@ -40,9 +40,13 @@ fn file_exporter(
         path: "exporters.file/bench".into(),
         node: parse_yaml("bench.yaml", yaml).expect("valid YAML"),
     };
-    let mut built = sluice_exporters::file::FileExporterFactory
-        .build(&config, &[SignalKind::Traces], &BuildContext::default())
-        .expect("valid config");
+    let mut built = sluice_pipeline::build_exporter(
+        &sluice_exporters::file::FileExporterFactory,
+        &config,
+        &[SignalKind::Traces],
+        &BuildContext::default(),
+    )
+    .expect("valid config");
     runtime.block_on(async {
         for lifecycle in built.lifecycles.iter().rev() {
             lifecycle.start().await.expect("starts");

@@ -17,6 +17,14 @@ if [ ! -x /bin/busybox ]; then
   apt-get install -y -qq busybox-static || { apt-get update -qq && apt-get install -y -qq busybox-static; }
 fi
 
+# The Prometheus end-to-end tests (tests/prometheus.rs) start Debian's Prometheus (with its
+# remote write receiver) and node exporter themselves, on free ports with temporary data.
+if ! command -v prometheus >/dev/null || ! command -v prometheus-node-exporter >/dev/null; then
+  echo "== installing: prometheus prometheus-node-exporter"
+  apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter; }
+fi
+
 # The Kafka end-to-end tests (tests/kafka.rs) start their own tansu brokers on free ports.
 if ! command -v tansu >/dev/null; then
   echo "== installing: tansu"

@@ -3,6 +3,7 @@
 mod allocator;
 #[cfg(feature = "lambda")]
 mod lambda_extension;
+mod logging;
 mod open_files;
 mod start_up_pages;
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use sluice_config::{Config, ConfigErrors, Source};
-use sluice_pipeline::telemetry::{LogEncoding, TelemetryConfig};
+use sluice_pipeline::telemetry::{OtlpClientBuilder, TelemetryConfig};
 use sluice_pipeline::{Registry, Service, Telemetry};
 
 const DEFAULT_CONFIG: &str = include_str!("default-config.yaml");
@@ -82,20 +83,44 @@ fn load(args: &ConfigArgs) -> Result<sluice_config::Node, ConfigErrors> {
     sluice_config::load(&sources, &args.sets, &|name| std::env::var(name).ok())
 }
 
+/// How self-telemetry reaches OTLP destinations: the exporters' client.
+fn otlp_client() -> OtlpClientBuilder {
+    std::sync::Arc::new(sluice_exporters::self_telemetry::client)
+}
+
 /// Loads and builds the service. Logging starts as soon as its settings are known, so what the
 /// build warns about is seen.
 fn build(args: &ConfigArgs, with_logging: bool) -> Result<Service, ConfigErrors> {
     let node = load(args)?;
     // Structural problems and the components' own problems are reported together.
     let (config, mut errors) = Config::from_node_lenient(&node);
+    let telemetry = Telemetry {
+        otlp_client: Some(otlp_client()),
+        ..Telemetry::default()
+    };
     if with_logging {
         // An invalid telemetry section is reported by the build; log with defaults meanwhile.
-        let telemetry: TelemetryConfig =
-            sluice_config::decode(&config.service.telemetry, &config.service.telemetry_path)
-                .unwrap_or_default();
-        init_logging(&telemetry);
+        let telemetry_config = TelemetryConfig::decode(
+            &config.service.telemetry,
+            &config.service.telemetry_path,
+            &Default::default(),
+        )
+        .unwrap_or_default();
+        let problems = logging::init(
+            &telemetry_config,
+            telemetry.otlp_client.as_ref(),
+            &telemetry.instance_id,
+        );
+        for (key, message) in problems {
+            errors.push(sluice_pipeline::telemetry::telemetry_problem(
+                &config.service.telemetry,
+                &config.service.telemetry_path,
+                &key,
+                &message,
+            ));
+        }
     }
-    match Service::build(&config, &registry(), Telemetry::default()) {
+    match Service::build(&config, &registry(), telemetry) {
         Ok(service) if errors.is_empty() => Ok(service),
         Ok(_) => Err(errors),
         Err(more) => {
@@ -126,37 +151,6 @@ fn print_errors(errors: &ConfigErrors) {
 /// would.
 fn write_quietly(out: &mut impl std::io::Write, text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
-/// sluice's log output. Writing a log line can fail (stderr is a pipe whose reader died, a
-/// full disk); a log line is never worth more than the data, so failures are dropped here
-/// instead of reaching the logging library, whose own error report would panic on the same
-/// closed stream inside whichever task logged.
-struct LogWriter;
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
-
-fn init_logging(config: &TelemetryConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logs.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LogWriter)
-        .log_internal_errors(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match config.logs.encoding {
-        LogEncoding::Json => builder.json().try_init(),
-        LogEncoding::Console => builder.try_init(),
-    };
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -236,12 +230,16 @@ fn run(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     });
     drop(entered);
+    logging::flush(LOG_EXPORT_GRACE);
     // Dropping the runtime would wait for every blocking task, such as a Kafka consumer
     // closing against a broker that is gone, forever. What could be saved was saved within
     // the shutdown timeout.
     runtime.shutdown_timeout(LEFTOVER_TASKS_GRACE);
     outcome
 }
+
+/// How long the OTLP export of sluice's own last log lines may delay the exit.
+const LOG_EXPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long blocking work still running after shutdown may delay the exit.
 const LEFTOVER_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -257,6 +255,11 @@ fn validate(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let problems = runtime.block_on(service.check_addresses());
+    let mut warnings = String::new();
+    for warning in service.warnings() {
+        warnings.push_str(&format!("warning: {warning}\n"));
+    }
+    write_quietly(&mut std::io::stderr(), &warnings);
     if !problems.is_empty() {
         print_errors(&ConfigErrors(problems));
         return Ok(ExitCode::FAILURE);
@@ -311,7 +314,10 @@ fn components() -> ExitCode {
                 signals: &[],
                 description: match *t {
                     "health_check" => "health endpoint",
+                    "healthcheckv2" => "health endpoint (the newer form's name)",
                     "file_storage" => "on-disk write-ahead log for persistent sending queues",
+                    "zpages" => "accepted; its pages are not served yet",
+                    "pprof" => "accepted; Go's profiler has no counterpart in sluice",
                     _ => "",
                 },
             },

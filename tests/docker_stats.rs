@@ -441,3 +441,188 @@ fn docker_stats_against_the_real_engine() {
     });
     drop(cleanup);
 }
+
+/// Metric name → unit, over every line.
+fn units(path: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for line in lines(path) {
+        for rm in line["resourceMetrics"].as_array().into_iter().flatten() {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for m in sm["metrics"].as_array().into_iter().flatten() {
+                    found.insert(
+                        m["name"].as_str().unwrap_or_default().to_string(),
+                        m["unit"].as_str().unwrap_or_default().to_string(),
+                    );
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A config written for the OTel Collector's docker_stats receiver: its metric names and
+/// switches, resource attribute switches, a regular expression in `excluded_images`, and
+/// event filters on the lifecycle records.
+#[test]
+fn docker_stats_with_the_collectors_names_against_the_real_engine() {
+    if let Err(e) = docker(&["info", "--format", "{{.ServerVersion}}"]) {
+        panic!(
+            "\n\n*** The Docker engine is not reachable: {e}\n*** Start dockerd and run again.\n\n"
+        );
+    }
+    let unique = format!("{}-{}", std::process::id(), common::free_port());
+    let image = format!("sluice-e2e-busybox:{unique}");
+    let skipped = format!("sluice-e2e-skipped:{unique}");
+    let mut cleanup = Cleanup {
+        image: image.clone(),
+        containers: Vec::new(),
+    };
+    build_image(&image);
+    docker(&["tag", &image, &skipped]).unwrap();
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = docker(&["rmi", "-f", &self.0]);
+        }
+    }
+    let _untag = Untag(skipped.clone());
+
+    let config = r#"
+receivers:
+  docker_stats:
+    endpoint: unix:///var/run/docker.sock
+    collection_interval: 500ms
+    initial_delay: 0s
+    timeout: 20s
+    attribute_names: collector
+    excluded_images:
+      - "/^sluice-e2e-skipped:/"
+    metrics:
+      container.cpu.usage.percpu:
+        enabled: true
+      container.memory.usage.max:
+        enabled: true
+      container.network.io.usage.rx_packets:
+        enabled: true
+      container.restarts:
+        enabled: true
+      container.memory.percent:
+        enabled: false
+    resource_attributes:
+      container.image.id:
+        enabled: true
+      container.command_line:
+        enabled: true
+    logs:
+      filters:
+        event: [die]
+exporters:
+  file/metrics:
+    path: "@DIR@/metrics.jsonl"
+    format: json
+    flush_interval: 0s
+  file/logs:
+    path: "@DIR@/logs.jsonl"
+    format: json
+    flush_interval: 0s
+extensions:
+  health_check:
+    endpoint: "@HEALTH@"
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: "@METRICS@"
+  pipelines:
+    metrics:
+      receivers: [docker_stats]
+      exporters: [file/metrics]
+    logs:
+      receivers: [docker_stats]
+      exporters: [file/logs]
+"#;
+    let collector = Collector::start(config, &[]);
+    let metrics = collector.path("metrics.jsonl");
+    let logs = collector.path("logs.jsonl");
+    wait_for(&collector, "the connection to the daemon", || {
+        collector
+            .logs()
+            .contains("connected to the Docker daemon")
+            .then_some(())
+    });
+    let watched = cleanup.run(&[&image, "sleep", "600"]);
+    let ignored = cleanup.run(&[&skipped, "sleep", "600"]);
+
+    let total = wait_for(&collector, "container.cpu.usage.total", || {
+        points(&metrics, &watched)
+            .into_iter()
+            .find(|p| p.metric == "container.cpu.usage.total")
+    });
+    let r = &total.resource;
+    assert_eq!(r["container.runtime"], "docker");
+    assert_eq!(
+        r["container.image.name"],
+        image.as_str(),
+        "with its tag, as the Collector reports it"
+    );
+    assert!(
+        r["container.image.id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{r:?}"
+    );
+    assert_eq!(r["container.command_line"], "sleep 600");
+    assert!(!r.contains_key("container.image.tag"), "{r:?}");
+    wait_for(&collector, "the switched metrics", || {
+        let p = points(&metrics, &watched);
+        let has = |name: &str| p.iter().any(|x| x.metric == name);
+        (has("container.cpu.usage.percpu")
+            && has("container.memory.usage.max")
+            && has("container.network.io.usage.rx_packets")
+            && has("container.restarts")
+            // A rate: from the second collection on.
+            && has("container.cpu.utilization"))
+        .then_some(())
+    });
+    let p = points(&metrics, &watched);
+    assert!(
+        p.iter()
+            .filter(|x| x.metric == "container.cpu.usage.percpu")
+            .all(|x| x.attrs["core"].as_str().unwrap().starts_with("cpu")),
+        "per-core points name their core"
+    );
+    assert!(
+        p.iter()
+            .filter(|x| x.metric == "container.network.io.usage.rx_packets")
+            .all(|x| x.attrs.contains_key("interface"))
+    );
+    for absent in [
+        "container.memory.percent",
+        "container.up",
+        "container.cpu.time",
+    ] {
+        assert!(
+            !p.iter().any(|x| x.metric == absent),
+            "{absent} was emitted"
+        );
+    }
+    let u = units(&metrics);
+    assert_eq!(u["container.cpu.usage.total"], "ns");
+    assert_eq!(u["container.memory.usage.total"], "By");
+    assert_eq!(u["container.cpu.utilization"], "1");
+
+    // Only `die` records pass the event filter.
+    docker(&["stop", "-t", "1", &watched]).unwrap();
+    wait_for(&collector, "the die record", || {
+        records(&logs, &watched)
+            .into_iter()
+            .find(|(action, _, _)| action == "die")
+    });
+    let actions: Vec<String> = records(&logs, &watched).into_iter().map(|r| r.0).collect();
+    assert_eq!(actions, ["die"]);
+    // The excluded image's container never showed up, in metrics or logs.
+    assert!(points(&metrics, &ignored).is_empty());
+    assert!(records(&logs, &ignored).is_empty());
+    drop(cleanup);
+}

@@ -703,6 +703,8 @@ fn otlp_grpc_zstd_chain_delivers_every_field() {
             r#"
   otlp_grpc/up:
     endpoint: http://127.0.0.1:@B_GRPC@
+    tls:
+      insecure: true
     compression: zstd{FAST_RETRY}
 "#
         ),
@@ -1080,4 +1082,40 @@ fn mutual_tls_needs_the_client_certificate() {
     let tls = format!("\n      ca_file: {}", pki.path("ca.pem").display());
     let a = start_a(&b, "127.0.0.1", &tls);
     tls_fails(&a, &b, &["CertificateRequired"]);
+}
+
+/// `text` as a YAML literal block, each line indented by `indent` spaces.
+fn yaml_block(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let mut out = String::from("|");
+    for line in text.lines() {
+        out.push('\n');
+        out.push_str(&pad);
+        out.push_str(line);
+    }
+    out
+}
+
+#[test]
+fn tls_inline_pem_forms_work_as_the_files_do() {
+    let pki = Pki::new();
+    let read = |name: &str| std::fs::read_to_string(pki.path(name)).unwrap();
+    // mTLS with everything inline: the CA, the client certificate and its key.
+    let b = Collector::start(&downstream(&pki.protocols("server", true)), &[]);
+    let tls = format!(
+        "\n      ca_pem: {}\n      cert_pem: {}\n      key_pem: {}\n      min_version: \"1.2\"\n      max_version: \"1.3\"",
+        yaml_block(&read("ca.pem"), 8),
+        yaml_block(&read("client.pem"), 8),
+        yaml_block(&read("client-key.pem"), 8)
+    );
+    let a = start_a(&b, "127.0.0.1", &tls);
+    tls_delivers(&a, &b);
+    drop(a);
+    drop(b);
+
+    // An inline CA that did not sign B's certificate: nothing is delivered.
+    let b = Collector::start(&downstream(&pki.protocols("server", false)), &[]);
+    let tls = format!("\n      ca_pem: {}", yaml_block(&read("client-ca.pem"), 8));
+    let a = start_a(&b, "127.0.0.1", &tls);
+    tls_fails(&a, &b, &["UnknownIssuer"]);
 }

@@ -48,6 +48,8 @@ struct Broker {
     storage: String,
     /// Whether clients must authenticate (SASL).
     authentication: bool,
+    /// The port the broker tells clients to connect to: its own, or that of a proxy in front.
+    advertised: u16,
 }
 
 fn tansu_path() -> std::path::PathBuf {
@@ -79,12 +81,19 @@ impl Broker {
     }
 
     fn start_with(storage: &str) -> Broker {
+        let port = common::free_port();
+        Self::start_advertising(storage, port, port)
+    }
+
+    /// A broker on `port` that sends clients to `advertised` (a proxy in front of it).
+    fn start_advertising(storage: &str, port: u16, advertised: u16) -> Broker {
         let mut broker = Broker {
             child: None,
-            port: common::free_port(),
+            port,
             dir: tempfile::tempdir().unwrap(),
             storage: storage.into(),
             authentication: false,
+            advertised,
         };
         broker.launch();
         broker
@@ -94,6 +103,7 @@ impl Broker {
     /// it listens.
     fn launch(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -106,7 +116,7 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 &self.storage,
             ])
@@ -164,10 +174,14 @@ impl Broker {
     }
 
     fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .create()
-            .unwrap();
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", self.brokers());
+        Self::create_topic_through(&client, name, partitions);
+    }
+
+    /// Creates a topic with an admin client of these settings.
+    fn create_topic_through(client: &ClientConfig, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = client.create().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1514,4 +1528,577 @@ fn a_gateway_stops_within_its_shutdown_timeout_when_the_broker_is_gone() {
         started.elapsed(),
         gateway.logs()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OTel Collector's keys, end to end
+
+/// Produces one log record with `body` (OTLP protobuf) to `topic`, with these headers.
+fn produce_log(brokers: &str, topic: &str, body: &str, headers: &[(&str, &str)]) {
+    use sluice_exporters::kafka::rdkafka::message::{Header, OwnedHeaders};
+    use sluice_exporters::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut h = OwnedHeaders::new();
+    for (key, value) in headers {
+        h = h.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    let payload = one_log("producer", body).resource_logs;
+    let mut bytes = Vec::new();
+    sluice_pipeline::codec::encode_proto::<Logs>(&payload, &mut bytes);
+    producer
+        .send(BaseRecord::<(), [u8]>::to(topic).payload(&bytes).headers(h))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// The group's committed offset of partition 0 of `topic`, if it has one.
+fn committed(brokers: &str, group: &str, topic: &str) -> Option<i64> {
+    use sluice_exporters::kafka::rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    match committed.find_partition(topic, 0).map(|p| p.offset()) {
+        Some(Offset::Offset(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// A gateway whose `kafka` receiver has `receiver` (YAML lines, indented by 4) and writes logs
+/// to `@DIR@/out.jsonl`.
+fn gateway_with(brokers: &str, receiver: &str) -> String {
+    format!(
+        r#"
+receivers:
+  kafka:
+    brokers: {brokers}
+    initial_offset: earliest
+{receiver}
+exporters:
+  file/out:
+    path: "@DIR@/out.jsonl"
+    flush_interval: 0s
+    sending_queue: {{wait_for_delivery: true}}
+extensions:
+  health_check:
+    endpoint: "@HEALTH@"
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: "@METRICS@"
+  pipelines:
+    logs: {{receivers: [kafka], exporters: [file/out]}}
+"#
+    )
+}
+
+#[test]
+fn regular_expression_topics_follow_the_cluster_and_leave_out_excluded_ones() {
+    let broker = Broker::start();
+    for topic in ["app-web", "app-internal", "audit"] {
+        broker.create_topic(topic, 1);
+        produce_log(&broker.brokers(), topic, topic, &[]);
+    }
+    let mut gateway = Collector::start(
+        &gateway_with(
+            &broker.brokers(),
+            "    group_id: patterns\n    metadata: {refresh_interval: 1s}\n    logs:\n      topics: [\"^app-\"]\n      exclude_topics: [\"-internal$\"]\n",
+        ),
+        &[],
+    );
+    wait_until(
+        "the matching topic was never consumed",
+        Duration::from_secs(60),
+        || bodies(&gateway).contains(&"app-web".to_string()),
+        || gateway.logs(),
+    );
+    // A matching topic created later is found at the next look at the cluster.
+    broker.create_topic("app-late", 1);
+    produce_log(&broker.brokers(), "app-late", "app-late", &[]);
+    wait_until(
+        "a topic created later was never consumed",
+        Duration::from_secs(60),
+        || bodies(&gateway).contains(&"app-late".to_string()),
+        || gateway.logs(),
+    );
+    assert!(gateway.stop().success());
+    let mut got = bodies(&gateway);
+    got.sort();
+    got.dedup();
+    assert_eq!(got, ["app-late", "app-web"]);
+    // The excluded and the unmatched topic were never even assigned to the group.
+    assert_eq!(
+        committed(&broker.brokers(), "patterns", "app-internal"),
+        None
+    );
+    assert_eq!(committed(&broker.brokers(), "patterns", "audit"), None);
+    assert_eq!(committed(&broker.brokers(), "patterns", "app-web"), Some(1));
+}
+
+#[test]
+fn record_headers_of_the_agent_become_resource_attributes_at_the_gateway() {
+    let broker = Broker::start();
+    broker.create_topic("tenants", 1);
+    let agent = Collector::start(
+        &agent_config(
+            &broker.brokers(),
+            "    logs: {topic: tenants}\n    signal_header: true\n    record_headers:\n      tenant: acme\n",
+        ),
+        &[],
+    );
+    let gateway = Collector::start(
+        &gateway_with(
+            &broker.brokers(),
+            "    group_id: tenants\n    logs: {topics: [tenants]}\n    header_extraction:\n      extract_headers: true\n      headers: [tenant, otelcol.signal, missing]\n",
+        ),
+        &[],
+    );
+    post(
+        agent.http,
+        "/v1/logs",
+        one_log("svc", "with headers").encode_to_vec(),
+    );
+    wait_until(
+        "the record never reached the gateway",
+        Duration::from_secs(60),
+        || !bodies(&gateway).is_empty(),
+        || format!("agent:\n{}\ngateway:\n{}", agent.logs(), gateway.logs()),
+    );
+    let text = std::fs::read_to_string(gateway.path("out.jsonl")).unwrap();
+    let resources = decode_json::<Logs>(text.lines().next().unwrap().as_bytes()).unwrap();
+    let attributes = &resources[0].resource.as_ref().unwrap().attributes;
+    let get = |key: &str| {
+        attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            }
+        })
+    };
+    assert_eq!(get("kafka.header.tenant").as_deref(), Some("acme"));
+    assert_eq!(get("kafka.header.otelcol.signal").as_deref(), Some("logs"));
+    assert_eq!(get("kafka.header.missing"), None);
+    // What the agent received is there as it was.
+    assert_eq!(get("service.name").as_deref(), Some("svc"));
+}
+
+/// A gateway from topic `marking` (group `group`) to an OTLP/HTTP backend, with no queue and no
+/// retries of its own, so a failed export reaches the receiver and `marking` decides.
+fn marking_gateway(brokers: &str, group: &str, backend: &str, marking: &str) -> String {
+    format!(
+        r#"
+receivers:
+  kafka:
+    brokers: {brokers}
+    group_id: {group}
+    initial_offset: earliest
+    logs: {{topics: [marking]}}
+{marking}
+exporters:
+  otlphttp:
+    endpoint: {backend}
+    compression: none
+    sending_queue: {{enabled: false}}
+    retry_on_failure: {{enabled: false}}
+extensions:
+  health_check:
+    endpoint: "@HEALTH@"
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      address: "@METRICS@"
+  pipelines:
+    logs: {{receivers: [kafka], exporters: [otlphttp]}}
+"#
+    )
+}
+
+/// The log bodies of the requests a backend answered with 200, in order.
+fn delivered(backend: &common::scripted_http::HttpServer, refused: usize) -> Vec<String> {
+    backend
+        .requests_to("/v1/logs")
+        .iter()
+        .skip(refused)
+        .flat_map(|r| {
+            ExportLogsServiceRequest::decode(r.body.as_slice())
+                .unwrap()
+                .resource_logs
+        })
+        .flat_map(|r| r.scope_logs)
+        .flat_map(|s| s.log_records)
+        .filter_map(|l| match l.body.and_then(|b| b.value) {
+            Some(Value::StringValue(s)) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn message_marking_skips_or_keeps_a_message_the_pipeline_failed() {
+    use common::scripted_http::{HttpServer, Reply};
+    let broker = Broker::start();
+    broker.create_topic("marking", 1);
+    for body in ["one", "two", "three"] {
+        produce_log(&broker.brokers(), "marking", body, &[]);
+    }
+
+    // `on_error: true`: the first export fails once, the message is marked anyway, and the
+    // partition goes on.
+    let backend = HttpServer::start();
+    backend.script("/v1/logs", vec![Reply::status(503)]);
+    let mut gateway = Collector::start(
+        &marking_gateway(
+            &broker.brokers(),
+            "skipping",
+            &backend.url(),
+            "    message_marking: {after: true, on_error: true}",
+        ),
+        &[],
+    );
+    backend.wait_for(3, &gateway);
+    assert!(gateway.stop().success());
+    assert_eq!(delivered(&backend, 1), ["two", "three"]);
+    assert_eq!(committed(&broker.brokers(), "skipping", "marking"), Some(3));
+
+    // `on_error: false` (and no error_backoff): the partition stops at the failed message;
+    // nothing after it is handed over or committed, so the next run starts with it again and
+    // nothing is lost.
+    let backend = HttpServer::start();
+    backend.script("/v1/logs", vec![Reply::status(503)]);
+    let template = marking_gateway(
+        &broker.brokers(),
+        "keeping",
+        &backend.url(),
+        "    message_marking: {after: true}",
+    );
+    let mut gateway = Collector::start(&template, &[]);
+    backend.wait_for(1, &gateway);
+    wait_until(
+        "the gateway never said the partition stopped",
+        Duration::from_secs(60),
+        || gateway.logs().contains("the partition stops there"),
+        || gateway.logs(),
+    );
+    assert!(gateway.stop().success());
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "a message after the failed one was handed over"
+    );
+    assert_eq!(committed(&broker.brokers(), "keeping", "marking"), None);
+    let gateway = Collector::start(&template, &[]);
+    backend.wait_for(2, &gateway);
+    wait_until(
+        "the stopped partition was not consumed again",
+        Duration::from_secs(60),
+        || delivered(&backend, 1).len() >= 3,
+        || gateway.logs(),
+    );
+    assert_eq!(delivered(&backend, 1), ["one", "two", "three"]);
+}
+
+/// FNV-1a 32 of the key as a signed number, Go's remainder, made positive: what sarama's hash
+/// partitioner (and so the OTel Collector's exporter) picks. Written out here, apart from the
+/// exporter's own.
+fn reference_partition(key: &[u8], partitions: i32) -> i32 {
+    let mut hash: u32 = 2_166_136_261;
+    for byte in key {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(16_777_619);
+    }
+    ((hash as i32) % partitions).abs()
+}
+
+#[test]
+fn keyed_records_land_on_the_partitions_the_collector_picks() {
+    let broker = Broker::start();
+    broker.create_topic("keyed-logs", 5);
+    broker.create_topic("keyed-spans", 5);
+    let agent = Collector::start(
+        &agent_config(
+            &broker.brokers(),
+            "    logs: {topic: keyed-logs}\n    traces: {topic: keyed-spans}\n    partition_logs_by_resource_attributes: true\n    partition_traces_by_id: true\n",
+        ),
+        &[],
+    );
+    for i in 0..12 {
+        post(
+            agent.http,
+            "/v1/logs",
+            one_log(&format!("svc-{i}"), "keyed").encode_to_vec(),
+        );
+    }
+    let spans: Vec<Span> = (1..=12u8).map(|t| span_of(t, t)).collect();
+    post(
+        agent.http,
+        "/v1/traces",
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: resource("traced"),
+                scope_spans: vec![ScopeSpans {
+                    scope: scope(),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+        .encode_to_vec(),
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "partition-reference")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["keyed-logs", "keyed-spans"]).unwrap();
+    let (mut logs_seen, mut traces_seen) = (0, 0);
+    let mut partitions = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while logs_seen < 12 || traces_seen < 12 {
+        assert!(
+            Instant::now() < deadline,
+            "{logs_seen} log and {traces_seen} trace messages read; agent log:\n{}",
+            agent.logs()
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let key = message.key().unwrap().to_vec();
+        assert_eq!(
+            message.partition(),
+            reference_partition(&key, 5),
+            "{}: key {key:?}",
+            message.topic()
+        );
+        partitions.insert((message.topic().to_string(), message.partition()));
+        if message.topic() == "keyed-logs" {
+            // The key is the OTel Collector's hash of the resource's attributes.
+            let resources = decode_proto::<Logs>(message.payload().unwrap()).unwrap();
+            let attributes = &resources[0].resource.as_ref().unwrap().attributes;
+            assert_eq!(key, sluice_exporters::kafka::resource_key(attributes));
+            logs_seen += 1;
+        } else {
+            let resources = decode_proto::<Traces>(message.payload().unwrap()).unwrap();
+            let trace_id = &resources[0].scope_spans[0].spans[0].trace_id;
+            let hex: String = trace_id.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(key, hex.into_bytes());
+            traces_seen += 1;
+        }
+    }
+    assert!(
+        partitions.len() > 2,
+        "everything on few partitions: {partitions:?}"
+    );
+}
+
+/// A TLS front for a broker: terminates TLS with a test certificate for 127.0.0.1 and passes
+/// the bytes on to the broker's plain port (tansu 0.6.0 accepts `--cert` but does not speak
+/// TLS). The broker advertises the front, so clients come back through it.
+struct TlsFront {
+    port: u16,
+    listener: Option<std::net::TcpListener>,
+    config: Arc<rustls::ServerConfig>,
+    stop: Arc<AtomicBool>,
+    /// The CA that signed the front's certificate, for clients to trust.
+    ca_pem: String,
+}
+
+impl TlsFront {
+    fn listen() -> TlsFront {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sluice kafka test CA");
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+                )
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        TlsFront {
+            port: listener.local_addr().unwrap().port(),
+            listener: Some(listener),
+            config,
+            stop: Arc::new(AtomicBool::new(false)),
+            ca_pem,
+        }
+    }
+
+    /// Passes connections to `127.0.0.1:upstream` until dropped.
+    fn serve(&mut self, upstream: u16) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let (config, stop) = (self.config.clone(), self.stop.clone());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (config, stop) = (config.clone(), stop.clone());
+                        std::thread::spawn(move || pump(client, upstream, config, stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One client connection through the front, both ways, until either side closes.
+fn pump(
+    client: TcpStream,
+    upstream: u16,
+    config: Arc<rustls::ServerConfig>,
+    stop: Arc<AtomicBool>,
+) {
+    use std::io::{ErrorKind, Read, Write};
+    let Ok(broker) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let Ok(connection) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let _ = client.set_nonblocking(false);
+    let tick = Some(Duration::from_millis(5));
+    if client.set_read_timeout(tick).is_err() || broker.set_read_timeout(tick).is_err() {
+        return;
+    }
+    let mut tls = rustls::StreamOwned::new(connection, client);
+    let mut broker = broker;
+    let mut buf = vec![0u8; 64 * 1024];
+    let idle = |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+    while !stop.load(Ordering::SeqCst) {
+        match tls.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if broker.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if idle(&e) => {}
+            Err(_) => return,
+        }
+        match broker.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+            }
+            Err(e) if idle(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn tls_in_its_current_and_its_older_place_reaches_a_broker_behind_tls() {
+    let mut front = TlsFront::listen();
+    let broker = Broker::start_advertising("memory://tansu/", common::free_port(), front.port);
+    front.serve(broker.port);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &front.ca_pem).unwrap();
+    let brokers = format!("127.0.0.1:{}", front.port);
+    let mut admin = ClientConfig::new();
+    admin
+        .set("bootstrap.servers", &brokers)
+        .set("security.protocol", "ssl")
+        .set("ssl.ca.location", ca.to_str().unwrap());
+    Broker::create_topic_through(&admin, "secured", 1);
+
+    // The agent has `tls` where the OTel Collector has it now, the gateway where it was before
+    // v0.124 (`auth.tls`).
+    let agent = Collector::start(
+        &agent_config(
+            &brokers,
+            &format!(
+                "    logs: {{topic: secured}}\n    tls:\n      ca_file: {}\n",
+                ca.display()
+            ),
+        ),
+        &[],
+    );
+    let gateway = Collector::start(
+        &gateway_with(
+            &brokers,
+            &format!(
+                "    group_id: secured\n    logs: {{topics: [secured]}}\n    auth:\n      tls:\n        ca_file: {}\n",
+                ca.display()
+            ),
+        ),
+        &[],
+    );
+    post(
+        agent.http,
+        "/v1/logs",
+        one_log("svc", "over tls").encode_to_vec(),
+    );
+    wait_until(
+        "the record never crossed TLS",
+        Duration::from_secs(60),
+        || bodies(&gateway).contains(&"over tls".to_string()),
+        || format!("agent:\n{}\ngateway:\n{}", agent.logs(), gateway.logs()),
+    );
+
+    // Without the CA the broker's certificate is not trusted: nothing goes through, and the
+    // agent says why.
+    let untrusting = Collector::start(
+        &agent_config(&brokers, "    logs: {topic: secured}\n    tls: {}\n"),
+        &[],
+    );
+    let client = reqwest::blocking::Client::new();
+    let _ = client
+        .post(format!("http://127.0.0.1:{}/v1/logs", untrusting.http))
+        .header("content-type", "application/x-protobuf")
+        .body(one_log("svc", "untrusted").encode_to_vec())
+        .send();
+    wait_until(
+        "the untrusting agent never reported the certificate",
+        Duration::from_secs(60),
+        || untrusting.logs().contains("certificate verify failed"),
+        || untrusting.logs(),
+    );
+    assert!(!bodies(&gateway).contains(&"untrusted".to_string()));
 }

@@ -22,6 +22,93 @@ pub fn decode<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, Diagnos
     T::deserialize(NodeDeserializer::new(node, path)).map_err(|e| e.into_diagnostic(node, path))
 }
 
+/// Like [`decode`], but reports every problem of the section, not only the first: after an
+/// error the offending key or value is set aside and decoding goes on, so a section with four
+/// bad keys reports four problems. A required key set aside is not reported missing again.
+pub fn decode_all<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, Vec<Diagnostic>> {
+    let first = match decode::<T>(node, path) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let mut work = node.clone();
+    let mut errors = vec![first];
+    // Bounded: each round removes one node, and a section has few.
+    for _ in 0..MAX_REPORTED_PER_SECTION {
+        let Some(last) = errors.last() else { break };
+        let Some(pos) = last.pos.clone() else { break };
+        // The section itself is never removed: a problem with it as a whole ends the search.
+        if !remove_at(&mut work, &pos) {
+            break;
+        }
+        match decode::<T>(&work, path) {
+            Ok(_) => break,
+            Err(e) if e.message.starts_with("missing required key") => break,
+            Err(e) if errors.contains(&e) => break,
+            Err(e) => errors.push(e),
+        }
+    }
+    // Paths were computed on the pruned copy, where list indexes may have moved.
+    for e in &mut errors {
+        if let Some(pos) = &e.pos
+            && let Some(original) = path_of(node, path, pos)
+        {
+            e.path = original;
+        }
+    }
+    Err(errors)
+}
+
+/// More problems than this in one section are not worth listing.
+const MAX_REPORTED_PER_SECTION: usize = 64;
+
+/// Removes the map entry whose key or value starts at `pos`, or the list item that does.
+fn remove_at(node: &mut Node, pos: &Pos) -> bool {
+    match &mut node.value {
+        Value::Map(m) => {
+            if let Some(i) = m
+                .entries
+                .iter()
+                .position(|(k, v)| &k.pos == pos || &v.pos == pos)
+            {
+                m.entries.remove(i);
+                return true;
+            }
+            m.entries.iter_mut().any(|(_, v)| remove_at(v, pos))
+        }
+        Value::Seq(items) => {
+            if let Some(i) = items.iter().position(|v| &v.pos == pos) {
+                items.remove(i);
+                return true;
+            }
+            items.iter_mut().any(|v| remove_at(v, pos))
+        }
+        Value::Null | Value::Scalar(_) => false,
+    }
+}
+
+/// The key path of the key or value at `pos` inside `node` (whose path is `path`).
+fn path_of(node: &Node, path: &str, pos: &Pos) -> Option<String> {
+    match &node.value {
+        Value::Map(m) => m.entries.iter().find_map(|(k, v)| {
+            let here = path_key(path, &k.name);
+            if &k.pos == pos || &v.pos == pos {
+                Some(here)
+            } else {
+                path_of(v, &here, pos)
+            }
+        }),
+        Value::Seq(items) => items.iter().enumerate().find_map(|(i, v)| {
+            let here = path_index(path, i);
+            if &v.pos == pos {
+                Some(here)
+            } else {
+                path_of(v, &here, pos)
+            }
+        }),
+        Value::Null | Value::Scalar(_) => None,
+    }
+}
+
 /// The error type of [`NodeDeserializer`]; convert it with [`DeError::into_diagnostic`].
 #[derive(Clone, Debug)]
 pub struct DeError {
@@ -153,6 +240,9 @@ fn expected(what: &str, node: &Node) -> DeError {
 pub struct NodeDeserializer<'a> {
     node: &'a Node,
     path: String,
+    /// Set for the body of an [`Optional`] section: its `enabled` key was already read and
+    /// is not one of the section's own.
+    skip_enabled: bool,
 }
 
 impl<'a> NodeDeserializer<'a> {
@@ -161,6 +251,7 @@ impl<'a> NodeDeserializer<'a> {
         NodeDeserializer {
             node,
             path: path.to_string(),
+            skip_enabled: false,
         }
     }
 
@@ -207,7 +298,7 @@ impl<'a> de::Deserializer<'a> for NodeDeserializer<'a> {
                 Resolved::Str => visitor.visit_borrowed_str(&s.text),
             },
             Value::Seq(items) => visit_seq(items, path, visitor),
-            Value::Map(m) => visit_map(&m.entries, path, visitor),
+            Value::Map(m) => visit_map(&m.entries, path, None, visitor),
         })
     }
 
@@ -307,9 +398,27 @@ impl<'a> de::Deserializer<'a> for NodeDeserializer<'a> {
 
     fn deserialize_newtype_struct<V: Visitor<'a>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
+        if name == OPTIONAL_SECTION {
+            return self.run(|node, path| {
+                let enabled = match node.as_map().and_then(|m| m.get(ENABLED)) {
+                    None => true,
+                    Some(flag) => <bool as serde::Deserialize>::deserialize(
+                        NodeDeserializer::new(flag, &path_key(path, ENABLED)),
+                    )?,
+                };
+                if !enabled {
+                    return visitor.visit_none();
+                }
+                visitor.visit_newtype_struct(NodeDeserializer {
+                    node,
+                    path: path.to_string(),
+                    skip_enabled: true,
+                })
+            });
+        }
         self.run(|node, path| visitor.visit_newtype_struct(NodeDeserializer::new(node, path)))
     }
 
@@ -339,10 +448,11 @@ impl<'a> de::Deserializer<'a> for NodeDeserializer<'a> {
     }
 
     fn deserialize_map<V: Visitor<'a>>(self, visitor: V) -> Result<V::Value, DeError> {
+        let skip = self.skip_enabled.then_some(ENABLED);
         self.run(|node, path| match &node.value {
             // `batch:` with no value means "all defaults".
-            Value::Null => visit_map(&[], path, visitor),
-            Value::Map(m) => visit_map(&m.entries, path, visitor),
+            Value::Null => visit_map(&[], path, skip, visitor),
+            Value::Map(m) => visit_map(&m.entries, path, skip, visitor),
             _ => Err(expected("a map", node)),
         })
     }
@@ -415,12 +525,14 @@ fn visit_seq<'a, V: Visitor<'a>>(
 fn visit_map<'a, V: Visitor<'a>>(
     entries: &'a [(Key, Node)],
     path: &str,
+    skip: Option<&'static str>,
     visitor: V,
 ) -> Result<V::Value, DeError> {
     let mut access = MapDe {
         entries: entries.iter(),
         parent: path,
         pending: None,
+        skip,
     };
     let value = visitor.visit_map(&mut access)?;
     if let Some((k, _)) = access.entries.next() {
@@ -445,10 +557,7 @@ impl<'a> SeqAccess<'a> for SeqDe<'a, '_> {
         match self.items.next() {
             None => Ok(None),
             Some((i, node)) => seed
-                .deserialize(NodeDeserializer {
-                    node,
-                    path: path_index(self.parent, i),
-                })
+                .deserialize(NodeDeserializer::new(node, &path_index(self.parent, i)))
                 .map(Some),
         }
     }
@@ -462,6 +571,8 @@ struct MapDe<'a, 'p> {
     entries: std::slice::Iter<'a, (Key, Node)>,
     parent: &'p str,
     pending: Option<(&'a Node, String)>,
+    /// A key that belongs to the enclosing [`Optional`], not to this map's type.
+    skip: Option<&'static str>,
 }
 
 impl<'a> MapAccess<'a> for MapDe<'a, '_> {
@@ -471,7 +582,11 @@ impl<'a> MapAccess<'a> for MapDe<'a, '_> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
-        let Some((key, node)) = self.entries.next() else {
+        let Some((key, node)) = self
+            .entries
+            .by_ref()
+            .find(|(k, _)| Some(k.name.as_str()) != self.skip)
+        else {
             return Ok(None);
         };
         let path = path_key(self.parent, &key.name);
@@ -486,7 +601,11 @@ impl<'a> MapAccess<'a> for MapDe<'a, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'a>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         match self.pending.take() {
-            Some((node, path)) => seed.deserialize(NodeDeserializer { node, path }),
+            Some((node, path)) => seed.deserialize(NodeDeserializer {
+                node,
+                path,
+                skip_enabled: false,
+            }),
             None => Err(DeError::new("internal: map value requested before its key")),
         }
     }
@@ -646,10 +765,7 @@ impl<'a> VariantAccess<'a> for VariantDe<'a> {
 
     fn newtype_variant_seed<T: DeserializeSeed<'a>>(self, seed: T) -> Result<T::Value, DeError> {
         match self.content {
-            Some(node) => seed.deserialize(NodeDeserializer {
-                node,
-                path: self.path,
-            }),
+            Some(node) => seed.deserialize(NodeDeserializer::new(node, &self.path)),
             None => Err(self.needs_value()),
         }
     }
@@ -674,6 +790,63 @@ impl<'a> VariantAccess<'a> for VariantDe<'a> {
             }
             None => Err(self.needs_value()),
         }
+    }
+}
+
+/// The key of an optional section that turns it off (`batch: {enabled: false}`).
+const ENABLED: &str = "enabled";
+
+/// The name [`Optional`] deserializes under, which [`NodeDeserializer`] recognises.
+const OPTIONAL_SECTION: &str = "sluice_config::Optional";
+
+/// A section that is on when its key is present, as the OTel Collector's `configoptional`:
+/// `batch:` (no value) and `batch: {}` turn it on with its defaults, `batch: {enabled: false}`
+/// turns it off, and `enabled: true` is accepted. Absent, it is whatever the field's
+/// `#[serde(default)]` says, usually off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Optional<T>(pub Option<T>);
+
+impl<T> Default for Optional<T> {
+    fn default() -> Self {
+        Optional(None)
+    }
+}
+
+impl<T> Optional<T> {
+    /// A section that is on with `value`.
+    pub fn on(value: T) -> Self {
+        Optional(Some(value))
+    }
+    /// The section's settings when it is on.
+    pub fn as_ref(&self) -> Option<&T> {
+        self.0.as_ref()
+    }
+    /// Whether the section is on.
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Optional<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OptionalVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for OptionalVisitor<T> {
+            type Value = Optional<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a section")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Optional(None))
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<Self::Value, D::Error> {
+                T::deserialize(d).map(|v| Optional(Some(v)))
+            }
+        }
+        deserializer
+            .deserialize_newtype_struct(OPTIONAL_SECTION, OptionalVisitor(std::marker::PhantomData))
     }
 }
 
@@ -715,6 +888,80 @@ mod tests {
         #[default]
         Json,
         Proto,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Queue {
+        size: u32,
+        batch: Optional<Batching>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Batching {
+        min_size: u32,
+    }
+
+    impl Default for Batching {
+        fn default() -> Self {
+            Batching { min_size: 8192 }
+        }
+    }
+
+    #[test]
+    fn an_optional_section_is_on_when_present_and_off_with_enabled_false() {
+        let on = |text: &str| decode::<Queue>(&node(text), "q").unwrap().batch;
+        assert_eq!(on("size: 1\n"), Optional(None));
+        assert_eq!(on("batch:\n"), Optional::on(Batching::default()));
+        assert_eq!(on("batch: {}\n"), Optional::on(Batching::default()));
+        assert_eq!(
+            on("batch: {min_size: 3}\n"),
+            Optional::on(Batching { min_size: 3 })
+        );
+        assert_eq!(
+            on("batch: {enabled: true, min_size: 3}\n"),
+            Optional::on(Batching { min_size: 3 })
+        );
+        assert_eq!(on("batch: {enabled: false, min_size: 3}\n"), Optional(None));
+        let e = decode::<Queue>(&node("batch: {enabled: maybe}\n"), "q").unwrap_err();
+        assert_eq!(e.path, "q.batch.enabled");
+        let e = decode::<Queue>(&node("batch: {min_sise: 3}\n"), "q").unwrap_err();
+        assert_eq!(e.path, "q.batch.min_sise");
+    }
+
+    #[test]
+    fn decode_all_reports_every_problem_of_a_section() {
+        let n = node(
+            "path: /tmp/x\nflush_intervall: 1s\nformat: xml\nrotation:\n  max_megabytes: ten\n  max_backupz: 3\n",
+        );
+        let errors = decode_all::<FileExporter>(&n, "exporters.file/out").unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "exporters.file/out.flush_intervall",
+                "exporters.file/out.format",
+                "exporters.file/out.rotation.max_megabytes",
+                "exporters.file/out.rotation.max_backupz",
+            ],
+            "{errors:?}"
+        );
+        assert_eq!(errors[0].suggestion.as_deref(), Some("flush_interval"));
+        assert!(errors.iter().all(|e| e.pos.is_some()));
+        // A required key set aside is not reported as missing on top.
+        let n = node("path: [1]\n");
+        let errors = decode_all::<FileExporter>(&n, "f").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // Problems in a list keep the index they had in the file.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Ports {
+            ports: Vec<u16>,
+        }
+        let errors = decode_all::<Ports>(&node("ports: [1, x, 3, y]\n"), "r").unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["r.ports[1]", "r.ports[3]"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod parse;
 mod suggest;
 mod units;
 
-pub use de::{DeError, NodeDeserializer, decode};
+pub use de::{DeError, NodeDeserializer, Optional, decode, decode_all};
 pub use emit::to_yaml;
 pub use error::{ConfigErrors, Diagnostic, Pos};
 pub use load::{Source, load};

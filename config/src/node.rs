@@ -175,6 +175,11 @@ impl Node {
         matches!(self.value, Value::Null)
     }
 
+    /// The value under `key` when this is a mapping that has it.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?.get(key)
+    }
+
     /// Follows `keys` through nested mappings.
     pub fn get_path<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Option<&Node> {
         let mut cur = self;

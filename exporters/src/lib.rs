@@ -7,8 +7,12 @@ mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod nop;
+mod otel_to_prometheus;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod prometheus;
+pub mod prometheus_remote_write;
+pub mod self_telemetry;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -24,6 +28,8 @@ pub fn factories() -> Vec<Arc<dyn ExporterFactory>> {
         Arc::new(otlp_grpc::OtlpGrpcExporterFactory),
         Arc::new(webhook::WebhookExporterFactory),
         Arc::new(nop::NopExporterFactory),
+        Arc::new(prometheus_remote_write::RemoteWriteExporterFactory),
+        Arc::new(prometheus::PrometheusExporterFactory),
         #[cfg(feature = "kafka")]
         Arc::new(kafka::KafkaExporterFactory),
     ]

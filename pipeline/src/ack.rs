@@ -1,5 +1,5 @@
 //! Acknowledgements: every batch carries handles that resolve the sender's request once every
-//! exporter it fanned out to has taken responsibility for it (DESIGN §4).
+//! exporter it fanned out to has taken responsibility for it (ARCHITECTURE.md §4).
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};

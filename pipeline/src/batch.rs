@@ -7,7 +7,9 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::ack::{Ack, Outcome};
-use crate::codec::{DecodeError, encode_proto, encoded_proto_len, scan};
+use crate::admission::Permit;
+use crate::codec::{DecodeError, cut_request, encode_proto, encoded_proto_len, scan};
+use crate::metadata::{ClientMetadata, SharedMetadata};
 use crate::signal::{Signal, item_count, split_front};
 
 /// A batch of one signal. The data sits behind an `Arc` so fan-out to several exporters shares
@@ -19,11 +21,21 @@ use crate::signal::{Signal, item_count, split_front};
 /// whose components only batch, queue, forward or discard never decodes it, and an exporter
 /// that sends OTLP protobuf can send [`Batch::encoded`] as it is. Components need not know
 /// which form they hold.
+///
+/// A batch from a receiver also holds admission budget for the memory its data takes once
+/// decoded ([`Batch::hold`]) for as long as it exists, whether or not a component ever decodes
+/// it: cuts share it out, merges add it up, and a copy for another branch reserves as much
+/// again.
 pub struct Batch<S: Signal> {
     data: Arc<Data<S>>,
     items: usize,
     bytes: usize,
     acks: Vec<AckSpan>,
+    /// Usually one permit; more only when data of different admission states was merged.
+    reserved: Vec<Permit>,
+    /// What the receiver knew of the client (`include_metadata`), while every request merged
+    /// into the batch had the same.
+    metadata: Option<SharedMetadata>,
 }
 
 enum Data<S: Signal> {
@@ -45,6 +57,20 @@ struct Chunk {
     request: Bytes,
     items: usize,
     resources: usize,
+    /// The scan's bound on what decoding this chunk allocates.
+    decoded: usize,
+}
+
+impl Chunk {
+    fn scanned<S: Signal>(request: Bytes) -> Result<Chunk, DecodeError> {
+        let scanned = scan(S::KIND, &request)?;
+        Ok(Chunk {
+            request,
+            items: scanned.items,
+            resources: scanned.resources,
+            decoded: scanned.decoded_bytes,
+        })
+    }
 }
 
 impl<S: Signal> Clone for Data<S> {
@@ -153,6 +179,8 @@ impl<S: Signal> Batch<S> {
             items,
             bytes,
             acks: Vec::new(),
+            reserved: Vec::new(),
+            metadata: None,
         }
     }
 
@@ -160,22 +188,46 @@ impl<S: Signal> Batch<S> {
     /// `Export*ServiceRequest`), checked but not decoded: it is decoded when a component
     /// first asks for its resources, if one ever does.
     pub fn from_proto(request: Bytes) -> Result<Self, DecodeError> {
-        let scanned = scan(S::KIND, &request)?;
-        let bytes = request.len();
+        let chunk = Chunk::scanned::<S>(request)?;
         Ok(Batch {
+            items: chunk.items,
+            bytes: chunk.request.len(),
             data: Arc::new(Data::Encoded(Encoded {
-                chunks: vec![Chunk {
-                    request,
-                    items: scanned.items,
-                    resources: scanned.resources,
-                }],
-                resources: scanned.resources,
+                resources: chunk.resources,
+                chunks: vec![chunk],
                 decoded: OnceLock::new(),
             })),
-            items: scanned.items,
-            bytes,
             acks: Vec::new(),
+            reserved: Vec::new(),
+            metadata: None,
         })
+    }
+
+    /// For data still in its received form: at least the memory decoding it would take
+    /// (see [`crate::codec::Scanned::decoded_bytes`]).
+    pub fn decoded_estimate(&self) -> Option<usize> {
+        match &*self.data {
+            Data::Encoded(e) => Some(e.chunks.iter().map(|c| c.decoded).sum()),
+            Data::Decoded(_) => None,
+        }
+    }
+
+    /// Makes the batch hold `permit` (admission budget for the memory its data takes once
+    /// decoded) until the data is dropped.
+    pub fn hold(&mut self, permit: Permit) {
+        if permit.bytes() == 0 {
+            return;
+        }
+        let permit = self
+            .reserved
+            .iter_mut()
+            .try_fold(permit, |permit, held| held.absorb(permit).err());
+        self.reserved.extend(permit);
+    }
+
+    /// Budget held for the data (see [`Batch::hold`]).
+    pub fn reserved_bytes(&self) -> usize {
+        self.reserved.iter().map(Permit::bytes).sum()
     }
 
     /// A batch whose size is measured by encoding it: for data made inside the collector.
@@ -322,71 +374,85 @@ impl<S: Signal> Batch<S> {
             let data = other.take_resources();
             self.resources_mut().extend(data);
         }
+        // Requests from different clients merged: the batch speaks for none of them, as in the
+        // OTel Collector, unless a partition by metadata keys kept them together.
+        let was_empty = self.items == 0 && self.acks.is_empty() && self.metadata.is_none();
+        if was_empty {
+            self.metadata = other.metadata.take();
+        } else if self.metadata != other.metadata {
+            self.metadata = None;
+        }
         self.items += items;
         self.bytes += bytes;
         self.acks.extend(acks);
+        for permit in std::mem::take(&mut other.reserved) {
+            self.hold(permit);
+        }
     }
 
     /// Moves the first `max_items` items into a new batch, with the acknowledgements of the
-    /// requests whose items it holds; a request cut in two waits for both halves.
+    /// requests whose items it holds; a request cut in two waits for both halves. Data still
+    /// in its received form is cut as bytes ([`Batch::split_front_within`]).
     pub fn split_front(&mut self, max_items: usize) -> Batch<S> {
-        if max_items >= self.items {
-            let acks = std::mem::take(&mut self.acks);
-            let data = std::mem::take(&mut self.data);
-            let moved = Batch {
-                data,
-                items: self.items,
-                bytes: self.bytes,
-                acks,
-            };
-            self.items = 0;
-            self.bytes = 0;
-            return moved;
+        if self.is_undecoded() {
+            return self.split_front_within(max_items, usize::MAX);
         }
+        self.split_front_decoded(max_items)
+    }
+
+    /// Whether the data is in its received form and nobody has decoded it yet.
+    fn is_undecoded(&self) -> bool {
+        matches!(&*self.data, Data::Encoded(e) if e.decoded.get().is_none())
+    }
+
+    /// Moves everything into a new batch, leaving this one empty.
+    fn take_all(&mut self) -> Batch<S> {
+        let moved = Batch {
+            data: std::mem::take(&mut self.data),
+            items: self.items,
+            bytes: self.bytes,
+            acks: std::mem::take(&mut self.acks),
+            reserved: std::mem::take(&mut self.reserved),
+            metadata: self.metadata.clone(),
+        };
+        self.items = 0;
+        self.bytes = 0;
+        moved
+    }
+
+    fn split_front_decoded(&mut self, max_items: usize) -> Batch<S> {
+        if max_items >= self.items {
+            return self.take_all();
+        }
+        let items = self.items;
         let front = split_front::<S>(self.resources_mut(), max_items);
         let front_items = item_count::<S>(&front);
         // Proportional estimate: exact sizes would cost a full encode of both halves.
         let front_bytes = self.bytes.saturating_mul(front_items) / self.items.max(1);
-        self.cut(Data::Decoded(front), front_items, front_bytes)
+        let reserved = self.share_reserved(front_items, items);
+        self.cut(Data::Decoded(front), front_items, front_bytes, reserved)
     }
 
-    /// Moves the front of the batch into a new one of at most `max_items` items and, where
-    /// that is possible, `max_bytes` bytes. Data still in its received form is cut between
-    /// requests, so nothing is decoded; only a request larger than the limits, or decoded
-    /// data, is cut inside, by items (its size estimated from the average item).
+    /// Moves the front of the batch into a new one of at most `max_items` items and
+    /// `max_bytes` bytes. Data still in its received form is cut without decoding it:
+    /// between requests, and a request larger than the limits is first cut into requests
+    /// within them at resource, scope and item boundaries ([`cut_request`]); only one item
+    /// (or one metric) larger than the limits goes alone, over them. Decoded data is cut by
+    /// items, its size estimated from the average item.
     pub fn split_front_within(&mut self, max_items: usize, max_bytes: usize) -> Batch<S> {
         if self.items <= max_items && self.bytes <= max_bytes {
-            return self.split_front(self.items);
+            return self.take_all();
         }
         if let Data::Encoded(e) = &*self.data {
-            let (mut whole, mut items, mut bytes) = (0, 0, 0);
-            for chunk in &e.chunks {
-                if items + chunk.items > max_items || bytes + chunk.request.len() > max_bytes {
-                    break;
-                }
-                whole += 1;
-                items += chunk.items;
-                bytes += chunk.request.len();
-            }
-            if whole > 0 {
-                let front = match Arc::make_mut(&mut self.data) {
-                    Data::Encoded(e) => {
-                        let rest = e.chunks.split_off(whole);
-                        let chunks = std::mem::replace(&mut e.chunks, rest);
-                        let resources = chunks.iter().map(|c| c.resources).sum();
-                        e.resources -= resources;
-                        // The decoded form, if any, would have to be cut too: decoded again
-                        // if a component asks.
-                        e.decoded = OnceLock::new();
-                        Data::Encoded(Encoded {
-                            chunks,
-                            resources,
-                            decoded: OnceLock::new(),
-                        })
-                    }
-                    Data::Decoded(_) => unreachable!("matched as encoded above"),
-                };
-                return self.cut(front, items, bytes);
+            // Data a component has already decoded is not cut as bytes: that would drop the
+            // decoded form, to be decoded again. It is still cut between requests.
+            let first_fits = e
+                .chunks
+                .first()
+                .is_some_and(|first| first.items <= max_items && first.request.len() <= max_bytes);
+            let undecoded = self.is_undecoded();
+            if first_fits || (undecoded && self.cut_first_chunk(max_items, max_bytes)) {
+                return self.split_chunks(max_items, max_bytes);
             }
         }
         let mut take = max_items.min(self.items).max(1);
@@ -395,14 +461,125 @@ impl<S: Signal> Batch<S> {
             let fitting = max_bytes as u128 * self.items as u128 / self.bytes as u128;
             take = take.min(usize::try_from(fitting).unwrap_or(usize::MAX).max(1));
         }
-        self.split_front(take)
+        self.split_front_decoded(take)
+    }
+
+    /// Makes sure the first chunk is within the limits, cutting it into requests that are if
+    /// it is not. False if it could not be cut (never for bytes that passed the scan), and
+    /// the caller cuts decoded data instead.
+    fn cut_first_chunk(&mut self, max_items: usize, max_bytes: usize) -> bool {
+        let Data::Encoded(e) = &*self.data else {
+            return false;
+        };
+        let Some(first) = e.chunks.first() else {
+            return false;
+        };
+        if first.items <= max_items && first.request.len() <= max_bytes {
+            return true;
+        }
+        let Some(pieces) = cut_request(S::KIND, &first.request, max_items, max_bytes) else {
+            tracing::error!(
+                bytes = first.request.len(),
+                "an OTLP request that passed the protobuf check could not be cut; it is decoded \
+                 to be cut instead (a bug: please report it)"
+            );
+            return false;
+        };
+        if pieces.len() < 2 {
+            // One item (or metric) over the limits: nothing smaller to cut it into.
+            return true;
+        }
+        let mut chunks = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            match Chunk::scanned::<S>(Bytes::from(piece)) {
+                Ok(chunk) => chunks.push(chunk),
+                Err(error) => {
+                    tracing::error!(%error, "a piece cut from an OTLP request does not pass the protobuf check; the request is decoded to be cut instead (a bug: please report it)");
+                    return false;
+                }
+            }
+        }
+        let Data::Encoded(e) = Arc::make_mut(&mut self.data) else {
+            return false;
+        };
+        let old = e.chunks.remove(0);
+        let new_bytes: usize = chunks.iter().map(|c| c.request.len()).sum();
+        e.resources =
+            e.resources - old.resources + chunks.iter().map(|c| c.resources).sum::<usize>();
+        e.chunks.splice(0..0, chunks);
+        // Headers repeated in each piece: the batch grows by what they add.
+        self.bytes = self.bytes - old.request.len().min(self.bytes) + new_bytes;
+        true
+    }
+
+    /// Moves the leading whole chunks that fit the limits (at least one) into a new batch.
+    fn split_chunks(&mut self, max_items: usize, max_bytes: usize) -> Batch<S> {
+        let Data::Encoded(e) = &*self.data else {
+            return self.split_front_decoded(max_items);
+        };
+        let (mut whole, mut items, mut bytes, mut decoded) = (0, 0, 0, 0);
+        for chunk in &e.chunks {
+            let fits = items + chunk.items <= max_items && bytes + chunk.request.len() <= max_bytes;
+            if whole > 0 && !fits {
+                break;
+            }
+            whole += 1;
+            items += chunk.items;
+            bytes += chunk.request.len();
+            decoded += chunk.decoded;
+        }
+        if whole == e.chunks.len() {
+            return self.take_all();
+        }
+        let all_decoded: usize = e.chunks.iter().map(|c| c.decoded).sum();
+        let front = match Arc::make_mut(&mut self.data) {
+            Data::Encoded(e) => {
+                let rest = e.chunks.split_off(whole);
+                let chunks = std::mem::replace(&mut e.chunks, rest);
+                let resources = chunks.iter().map(|c| c.resources).sum();
+                e.resources -= resources;
+                // The decoded form, if any, would have to be cut too: decoded again if a
+                // component asks.
+                e.decoded = OnceLock::new();
+                Data::Encoded(Encoded {
+                    chunks,
+                    resources,
+                    decoded: OnceLock::new(),
+                })
+            }
+            Data::Decoded(_) => unreachable!("matched as encoded above"),
+        };
+        let reserved = self.share_reserved(decoded, all_decoded);
+        self.cut(front, items, bytes, reserved)
+    }
+
+    /// Splits off the share `part / whole` of the budget this batch holds, for a cut that
+    /// moves that share of its data (by estimated decoded size, or items).
+    fn share_reserved(&mut self, part: usize, whole: usize) -> Vec<Permit> {
+        self.reserved
+            .iter_mut()
+            .map(|permit| {
+                let share = if whole == 0 {
+                    0
+                } else {
+                    permit.bytes() as u128 * part.min(whole) as u128 / whole as u128
+                };
+                permit.split_off(usize::try_from(share).unwrap_or(usize::MAX))
+            })
+            .collect()
     }
 
     /// Makes a batch of `front`, the first `front_items` items of this one, already removed
-    /// from its data. Each half carries the acknowledgements of the requests whose items it
-    /// holds; a request split across the cut is in both, so its sender hears back only when
-    /// both halves are delivered.
-    fn cut(&mut self, front: Data<S>, front_items: usize, front_bytes: usize) -> Batch<S> {
+    /// from its data, holding `reserved`. Each half carries the acknowledgements of the
+    /// requests whose items it holds; a request split across the cut is in both, so its
+    /// sender hears back only when both halves are delivered.
+    fn cut(
+        &mut self,
+        front: Data<S>,
+        front_items: usize,
+        front_bytes: usize,
+        reserved: Vec<Permit>,
+    ) -> Batch<S> {
         self.items -= front_items;
         self.bytes -= front_bytes.min(self.bytes);
         let mut front_acks = Vec::new();
@@ -427,6 +604,8 @@ impl<S: Signal> Batch<S> {
             items: front_items,
             bytes: front_bytes,
             acks: front_acks,
+            reserved,
+            metadata: self.metadata.clone(),
         }
     }
 
@@ -437,7 +616,25 @@ impl<S: Signal> Batch<S> {
             items: self.items,
             bytes: self.bytes,
             acks: self.acks.iter().map(AckSpan::branch).collect(),
+            reserved: self.reserved.iter().map(Permit::duplicate).collect(),
+            metadata: self.metadata.clone(),
         }
+    }
+
+    /// The client metadata of the request(s) this batch holds, if the receiver kept it.
+    pub fn metadata(&self) -> Option<&ClientMetadata> {
+        self.metadata.as_deref()
+    }
+
+    /// Attaches client metadata (receivers with `include_metadata`).
+    pub fn with_metadata(mut self, metadata: SharedMetadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Replaces the metadata (a partitioned batcher keeps only its keys).
+    pub fn set_metadata(&mut self, metadata: Option<SharedMetadata>) {
+        self.metadata = metadata;
     }
 
     /// Whether some sender waits for this batch's outcome.
@@ -541,6 +738,91 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A request larger than the caps is cut as bytes: every piece within the caps, still
+    /// encoded, nothing decoded, and the acknowledgement answered once every piece is through.
+    #[tokio::test]
+    async fn a_request_over_the_caps_is_cut_without_decoding_it() {
+        let (ack, waiter) = Ack::new();
+        let request = proto(logs(1000));
+        let mut batch = Batch::<Logs>::from_proto(request.clone())
+            .unwrap()
+            .with_ack(ack);
+        let mut pieces = Vec::new();
+        while !batch.is_empty() {
+            let piece = batch.split_front_within(300, 1000);
+            assert!(
+                piece.items() <= 300 && piece.bytes() <= 1000,
+                "{} {}",
+                piece.items(),
+                piece.bytes()
+            );
+            assert!(
+                piece.is_undecoded(),
+                "the piece is still bytes, never decoded"
+            );
+            pieces.push(piece);
+        }
+        let items: usize = pieces.iter().map(Batch::items).sum();
+        assert_eq!(items, 1000);
+        assert!(pieces.len() >= 2);
+        let joined: Vec<u8> = pieces
+            .iter()
+            .flat_map(|p| p.encoded().unwrap())
+            .flat_map(|c| c.to_vec())
+            .collect();
+        assert_eq!(
+            item_count::<Logs>(&crate::codec::decode_proto::<Logs>(&joined).unwrap()),
+            1000
+        );
+        let last = pieces.pop().unwrap();
+        for piece in pieces {
+            piece.settle(&Ok(()));
+        }
+        let mut waiter = waiter;
+        assert!(futures::poll!(&mut waiter).is_pending());
+        last.settle(&Ok(()));
+        assert_eq!(waiter.await, Ok(()));
+
+        // By items alone (`split_front`), too.
+        let mut batch = Batch::<Logs>::from_proto(request).unwrap();
+        let front = batch.split_front(10);
+        assert_eq!((front.items(), batch.items()), (10, 990));
+        assert!(front.encoded().is_some() && batch.encoded().is_some());
+    }
+
+    /// The budget held for the decoded form goes with the data: shared out by cuts, added up
+    /// by merges, taken again by a copy for another branch, and given back when the data is
+    /// gone, whatever became of it.
+    #[test]
+    fn the_budget_held_for_decoded_data_goes_with_it() {
+        let admission = crate::admission::Admission::new(1 << 30);
+        let held = |batch: &mut Batch<Logs>| {
+            let estimate = batch.decoded_estimate().unwrap();
+            batch.hold(admission.reserve(estimate).unwrap());
+            estimate
+        };
+        let mut first = Batch::<Logs>::from_proto(proto(logs(100))).unwrap();
+        let mut second = Batch::<Logs>::from_proto(proto(logs(50))).unwrap();
+        let total = held(&mut first) + held(&mut second);
+        assert_eq!(admission.in_flight(), total);
+        first.merge(second);
+        assert_eq!(first.reserved_bytes(), total);
+        let front = first.split_front_within(30, usize::MAX);
+        assert_eq!(front.items(), 30);
+        assert!(front.reserved_bytes() > 0 && first.reserved_bytes() > 0);
+        assert_eq!(front.reserved_bytes() + first.reserved_bytes(), total);
+        let copy = front.fork();
+        assert_eq!(admission.in_flight(), total + front.reserved_bytes());
+        drop(copy);
+        let _ = front.resources();
+        drop(front);
+        let decoded = first.split_front(10);
+        drop(first);
+        assert!(admission.in_flight() > 0, "the rest is still held");
+        drop(decoded);
+        assert_eq!(admission.in_flight(), 0);
     }
 
     /// Reading both before merging (a processor that inspects but does not edit) keeps the

@@ -2,6 +2,7 @@
 //! timeout: the logic of the `batch` processor and of an exporter's `sending_queue.batch`,
 //! written once.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::batch::Batch;
 use crate::exporter::Sizer;
+use crate::metadata::ClientMetadata;
 use crate::queue::SizedQueue;
 use crate::signal::Signal;
 use crate::telemetry::Counter;
@@ -152,13 +154,96 @@ pub struct BatchingCounters {
     pub by_timeout: Option<Counter>,
 }
 
-/// Takes batches from `input`, merges them and hands each full one to `send`, or what has
-/// accumulated once `timeout` has passed since the first of it arrived. Ends when `input`
-/// is closed and empty, after handing on the rest. `held` tracks the items it holds, for
-/// counting what a forced stop loses.
+/// The values of the metadata keys a batcher partitions by; empty when it does not.
+pub type PartitionKey = Vec<Option<Vec<String>>>;
+
+/// One accumulator per distinct combination of the values of `keys` in the batches'
+/// client metadata, each with its own timeout (the OTel Collector's `metadata_keys`).
+/// Without keys there is one partition, and merged batches keep no client metadata unless
+/// every request of the batch had the same.
+pub struct Partitions<S: Signal> {
+    keys: Vec<String>,
+    limits: BatchLimits,
+    open: BTreeMap<PartitionKey, (Accumulator<S>, Option<Instant>)>,
+}
+
+impl<S: Signal> Partitions<S> {
+    pub fn new(limits: BatchLimits, keys: Vec<String>) -> Self {
+        Partitions {
+            keys,
+            limits,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a batch to its partition; returns the batches now ready. A new partition's
+    /// timeout starts with its first data.
+    pub fn add(&mut self, mut batch: Batch<S>, timeout: Duration) -> Vec<Batch<S>> {
+        let key = ClientMetadata::partition_key(batch.metadata(), &self.keys);
+        if !self.keys.is_empty() {
+            let kept = batch
+                .metadata()
+                .map(|m| Arc::new(m.restricted_to(&self.keys)));
+            batch.set_metadata(kept);
+        }
+        let limits = self.limits;
+        let (acc, deadline) = self
+            .open
+            .entry(key.clone())
+            .or_insert_with(|| (Accumulator::new(limits), None));
+        let ready = acc.add(batch);
+        if acc.is_empty() {
+            self.open.remove(&key);
+        } else if deadline.is_none() {
+            *deadline = Some(Instant::now() + timeout);
+        }
+        ready
+    }
+
+    /// Everything held, in every partition.
+    pub fn flush(&mut self) -> Vec<Batch<S>> {
+        std::mem::take(&mut self.open)
+            .into_values()
+            .flat_map(|(mut acc, _)| acc.flush())
+            .collect()
+    }
+
+    /// What the partitions whose timeout has passed hold.
+    pub fn flush_due(&mut self, now: Instant) -> Vec<Batch<S>> {
+        let due: Vec<PartitionKey> = self
+            .open
+            .iter()
+            .filter(|(_, (_, d))| d.is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in due {
+            if let Some((mut acc, _)) = self.open.remove(&key) {
+                out.extend(acc.flush());
+            }
+        }
+        out
+    }
+
+    /// The earliest timeout of a partition holding data.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.open.values().filter_map(|(_, d)| *d).min()
+    }
+
+    pub fn items(&self) -> usize {
+        self.open.values().map(|(a, _)| a.items()).sum()
+    }
+}
+
+/// Takes batches from `input`, merges them (per partition of `metadata_keys`) and hands each
+/// full one to `send`, or what a partition has accumulated once `timeout` has passed since the
+/// first of it arrived. Ends when `input` is closed and empty, after handing on the rest.
+/// `held` tracks the items it holds, for counting what a forced stop loses.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S, F, Fut>(
     input: Arc<SizedQueue<Batch<S>>>,
     limits: BatchLimits,
+    metadata_keys: Vec<String>,
     timeout: Duration,
     mut flushes: mpsc::UnboundedReceiver<FlushRequest>,
     counters: BatchingCounters,
@@ -169,14 +254,14 @@ pub async fn run<S, F, Fut>(
     F: FnMut(Batch<S>) -> Fut + Send,
     Fut: Future<Output = ()> + Send,
 {
-    let mut acc = Accumulator::<S>::new(limits);
-    let mut deadline: Option<Instant> = None;
+    let mut parts = Partitions::<S>::new(limits, metadata_keys);
     let count = |counter: &Option<Counter>, n: usize| {
         if let Some(c) = counter {
             c.add(n as u64);
         }
     };
     loop {
+        let deadline = parts.next_deadline();
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -186,21 +271,16 @@ pub async fn run<S, F, Fut>(
         tokio::select! {
             item = input.pop() => match item {
                 Some(batch) => {
-                    let ready = acc.add(batch);
-                    held.store(acc.items() + ready.iter().map(Batch::items).sum::<usize>(), Ordering::Relaxed);
+                    let ready = parts.add(batch, timeout);
+                    held.store(parts.items() + ready.iter().map(Batch::items).sum::<usize>(), Ordering::Relaxed);
                     count(&counters.by_size, ready.len());
                     for b in ready {
                         send(b).await;
                     }
-                    held.store(acc.items(), Ordering::Relaxed);
-                    deadline = match (acc.is_empty(), deadline) {
-                        (true, _) => None,
-                        (false, Some(d)) => Some(d),
-                        (false, None) => Some(Instant::now() + timeout),
-                    };
+                    held.store(parts.items(), Ordering::Relaxed);
                 }
                 None => {
-                    for b in acc.flush() {
+                    for b in parts.flush() {
                         send(b).await;
                     }
                     held.store(0, Ordering::Relaxed);
@@ -210,24 +290,22 @@ pub async fn run<S, F, Fut>(
             Some(done) = flushes.recv() => {
                 // What senders already handed over counts as pending too.
                 while let Some(batch) = input.try_pop() {
-                    for b in acc.add(batch) {
+                    for b in parts.add(batch, timeout) {
                         send(b).await;
                     }
                 }
-                for b in acc.flush() {
+                for b in parts.flush() {
                     send(b).await;
                 }
                 held.store(0, Ordering::Relaxed);
-                deadline = None;
                 let _ = done.send(());
             }
             () = timer => {
                 count(&counters.by_timeout, 1);
-                for b in acc.flush() {
+                for b in parts.flush_due(Instant::now()) {
                     send(b).await;
                 }
-                held.store(0, Ordering::Relaxed);
-                deadline = None;
+                held.store(parts.items(), Ordering::Relaxed);
             }
         }
     }
@@ -394,6 +472,36 @@ mod tests {
         assert!(acc.add(logs(1)).is_empty());
         let ready = acc.add(logs(1));
         assert_eq!(ready.iter().map(Batch::items).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn partitions_by_metadata_keep_tenants_apart_and_keep_their_keys() {
+        let tenant = |t: &str, n: usize| {
+            let mut m = ClientMetadata::default();
+            m.add("x-tenant", t);
+            m.add("x-other", "dropped");
+            logs(n).with_metadata(Arc::new(m))
+        };
+        let mut parts = Partitions::<Logs>::new(items(10, 0), vec!["X-Tenant".to_string()]);
+        let timeout = Duration::from_secs(60);
+        assert!(parts.add(tenant("a", 6), timeout).is_empty());
+        assert!(parts.add(tenant("b", 6), timeout).is_empty());
+        assert!(parts.add(logs(3), timeout).is_empty());
+        let ready = parts.add(tenant("a", 6), timeout);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].items(), 12);
+        let m = ready[0].metadata().unwrap();
+        assert_eq!(m.get("x-tenant"), Some(&["a".to_string()][..]));
+        assert_eq!(m.get("x-other"), None);
+        let mut rest: Vec<usize> = parts.flush().iter().map(Batch::items).collect();
+        rest.sort();
+        assert_eq!(rest, vec![3, 6]);
+        // Without keys, different clients' requests merge and the batch speaks for none.
+        let mut one = Partitions::<Logs>::new(items(10, 0), Vec::new());
+        one.add(tenant("a", 1), timeout);
+        one.add(tenant("b", 1), timeout);
+        let merged = one.flush();
+        assert!(merged[0].metadata().is_none());
     }
 
     #[tokio::test]

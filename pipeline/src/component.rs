@@ -67,6 +67,8 @@ pub struct BuildContext {
     pub admission: crate::admission::Admission,
     /// `file_storage` extensions, for exporters with a persistent sending queue.
     pub storage: crate::storage::StorageExtensions,
+    /// Where components note keys they accept but cannot act on.
+    pub warnings: crate::config_keys::ConfigWarnings,
 }
 
 /// Where a receiver sends each signal: one consumer per signal that some pipeline takes from it.
@@ -134,12 +136,32 @@ pub struct BuiltExporter {
 
 pub trait ExporterFactory: Send + Sync {
     fn info(&self) -> FactoryInfo;
+    /// The exporter-common settings (`sending_queue`, `retry_on_failure`, `timeout`) when its
+    /// config does not set them.
+    fn helper_defaults(&self) -> crate::exporter::HelperSettings {
+        crate::exporter::HelperSettings::default()
+    }
+    /// Builds from the exporter's own keys (`config` without the common ones) and the common
+    /// settings the runtime read for it.
     fn build(
         &self,
         config: &ComponentConfig,
+        settings: crate::exporter::HelperSettings,
         signals: &[SignalKind],
         ctx: &BuildContext,
     ) -> Result<BuiltExporter, ConfigErrors>;
+}
+
+/// Builds an exporter from its whole section: the runtime reads the exporter-common keys,
+/// the exporter its own.
+pub fn build_exporter(
+    factory: &dyn ExporterFactory,
+    config: &ComponentConfig,
+    signals: &[SignalKind],
+    ctx: &BuildContext,
+) -> Result<BuiltExporter, ConfigErrors> {
+    let (own, settings) = crate::exporter::take_common(config, factory.helper_defaults())?;
+    factory.build(&own, settings, signals, ctx)
 }
 
 /// Connectors: the exporter of one pipeline and the receiver of another.
@@ -215,9 +237,10 @@ pub fn unknown_type(config: &ComponentConfig, kind: &str, known: &[FactoryInfo])
     .with_suggestion(suggestion)
 }
 
-/// Decodes a component's section into its config struct, wrapping the error for aggregation.
+/// Decodes a component's section into its config struct, reporting every problem of the
+/// section, not only the first.
 pub fn decode_config<T: serde::de::DeserializeOwned>(
     config: &ComponentConfig,
 ) -> Result<T, ConfigErrors> {
-    sluice_config::decode(&config.node, &config.path).map_err(ConfigErrors::from)
+    sluice_config::decode_all(&config.node, &config.path).map_err(ConfigErrors)
 }

@@ -6,8 +6,11 @@ pub mod batch;
 pub mod batching;
 pub mod codec;
 pub mod component;
+pub mod config_keys;
 pub mod consumer;
 pub mod exporter;
+pub mod metadata;
+pub mod net;
 pub mod queue;
 pub mod service;
 pub mod signal;
@@ -19,7 +22,7 @@ pub use batch::Batch;
 pub use component::{
     BuildContext, BuiltExporter, BuiltStage, ConnectorFactory, ExporterFactory, FactoryInfo,
     Lifecycle, ProcessorFactory, Receiver, ReceiverFactory, ReceiverOutputs, Registry, StartError,
-    decode_config,
+    build_exporter, decode_config,
 };
 pub use consumer::{
     AckPoint, AnyConsumer, Consumer, DynConsumer, SignalConsumer, WrapConsumer, deliver, fanout,

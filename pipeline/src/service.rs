@@ -18,32 +18,65 @@ use crate::component::{
     BuildContext, FactoryInfo, Lifecycle, Receiver, ReceiverOutputs, Registry, StartError,
     unknown_type,
 };
+use crate::config_keys::ConfigWarnings;
 use crate::consumer::AnyConsumer;
 use crate::telemetry::{
-    DEFAULT_HEALTH_ENDPOINT, HealthState, Telemetry, TelemetryConfig, serve_health, serve_metrics,
+    ConsoleClient, HealthRoutes, HealthState, OtlpClient, PeriodicPusher, PeriodicReader,
+    PromOptions, Telemetry, TelemetryConfig, serve_health, serve_metrics,
 };
 
-/// `extensions: health_check:`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthCheckConfig {
-    /// Default `localhost:13133`.
-    pub endpoint: String,
-    /// Default `/`.
-    pub path: String,
+pub use crate::telemetry::HealthCheckConfig;
+
+/// Extension types sluice knows: the runtime implements `health_check` (and its newer name
+/// `healthcheckv2`) and `file_storage`; `zpages` and `pprof` are accepted so that configs
+/// written for the Collector start, with a warning that their pages are not served.
+pub const EXTENSION_TYPES: &[&str] = &[
+    "health_check",
+    "healthcheckv2",
+    crate::storage::FILE_STORAGE,
+    "zpages",
+    "pprof",
+];
+
+/// `extensions: zpages:`, accepted so configs start; its pages are not served yet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ZpagesConfig {
+    /// Default `localhost:55679`.
+    endpoint: Option<String>,
+    /// Go's expvar page.
+    expvar: Option<serde::de::IgnoredAny>,
+    /// The HTTP server keys of the Collector (`tls`, `cors`, timeouts...).
+    tls: Option<serde::de::IgnoredAny>,
+    cors: Option<serde::de::IgnoredAny>,
+    auth: Option<serde::de::IgnoredAny>,
+    transport: Option<serde::de::IgnoredAny>,
+    dialer: Option<serde::de::IgnoredAny>,
+    read_timeout: Option<serde::de::IgnoredAny>,
+    read_header_timeout: Option<serde::de::IgnoredAny>,
+    write_timeout: Option<serde::de::IgnoredAny>,
+    idle_timeout: Option<serde::de::IgnoredAny>,
+    max_request_body_size: Option<serde::de::IgnoredAny>,
+    include_metadata: Option<serde::de::IgnoredAny>,
+    response_headers: Option<serde::de::IgnoredAny>,
+    compression_algorithms: Option<serde::de::IgnoredAny>,
+    keep_alives_enabled: Option<serde::de::IgnoredAny>,
+    middlewares: Option<serde::de::IgnoredAny>,
 }
 
-impl Default for HealthCheckConfig {
-    fn default() -> Self {
-        HealthCheckConfig {
-            endpoint: DEFAULT_HEALTH_ENDPOINT.into(),
-            path: "/".into(),
-        }
-    }
+/// `extensions: pprof:`, accepted so configs start; Go's profiler has no Rust counterpart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PprofConfig {
+    /// Default `localhost:1777`.
+    endpoint: Option<String>,
+    dialer: Option<serde::de::IgnoredAny>,
+    block_profile_fraction: Option<serde::de::IgnoredAny>,
+    mutex_profile_fraction: Option<serde::de::IgnoredAny>,
+    save_to_file: Option<serde::de::IgnoredAny>,
 }
-
-/// Extension types the runtime itself implements.
-pub const EXTENSION_TYPES: &[&str] = &["health_check", crate::storage::FILE_STORAGE];
 
 /// An address to listen on, and whether the user chose it.
 #[derive(Clone, Debug)]
@@ -71,11 +104,20 @@ pub struct Service {
     stages: Vec<Named<Arc<dyn Lifecycle>>>,
     /// Each exporter's hooks, in its own shutdown order.
     exporters: Vec<Named<Vec<Arc<dyn Lifecycle>>>>,
-    metrics_endpoint: Option<Endpoint>,
+    /// Prometheus endpoints (pull readers), each with how it writes the exposition.
+    metrics_endpoints: Vec<(Endpoint, PromOptions)>,
     health_endpoint: Endpoint,
-    health_path: String,
+    health_routes: HealthRoutes,
+    /// Periodic readers with their clients, started with the service.
+    periodic: Vec<(PeriodicReader, Arc<dyn OtlpClient>)>,
+    pushers: Vec<PeriodicPusher>,
+    /// sluice's own resource, as its metrics describe it.
+    resource: Vec<(String, String)>,
+    /// `file_storage` extensions, whose directories are made at start.
+    storage: crate::storage::StorageExtensions,
     shutdown_timeout: Duration,
     servers: Vec<JoinHandle<()>>,
+    warnings: Vec<Diagnostic>,
 }
 
 fn dedup(errors: Vec<Diagnostic>) -> ConfigErrors {
@@ -314,16 +356,27 @@ impl Service {
         };
         graph.check_types();
         // Storage first: exporters with a persistent queue look theirs up while building.
-        let (storage, storage_errors) = crate::storage::build_extensions(config);
+        let (storage, storage_errors) =
+            crate::storage::build_extensions(config, &graph.ctx.warnings);
         graph.errors.extend(storage_errors);
         graph
             .errors
             .extend(crate::storage::check_references(config, &storage));
         graph.ctx.storage = storage;
-        let telemetry_config: Option<TelemetryConfig> = graph.collect(
-            sluice_config::decode(&config.service.telemetry, &config.service.telemetry_path)
-                .map_err(ConfigErrors::from),
-        );
+        let telemetry_config: Option<TelemetryConfig> = graph.collect(TelemetryConfig::decode(
+            &config.service.telemetry,
+            &config.service.telemetry_path,
+            &graph.ctx.warnings,
+        ));
+        let resource = telemetry_config
+            .as_ref()
+            .map(|t| t.resource_attributes(&telemetry.instance_id))
+            .unwrap_or_default();
+        let periodic = telemetry_config
+            .as_ref()
+            .map(|t| graph.periodic_clients(t, &telemetry))
+            .unwrap_or_default();
+        graph.check_extensions();
         let health = graph.health_endpoint();
         let order = graph.pipeline_order();
         // Building goes on after the checks above failed, so that every component's own
@@ -356,7 +409,9 @@ impl Service {
                 .copied()
                 .filter(|s| supported.contains(s))
                 .collect();
-            if let Some(built) = graph.collect(factory.build(cfg, &signals, &graph.ctx)) {
+            let built =
+                crate::component::build_exporter(factory.as_ref(), cfg, &signals, &graph.ctx);
+            if let Some(built) = graph.collect(built) {
                 for consumer in built.consumers {
                     exporter_consumers.insert((id, consumer.signal()), consumer);
                 }
@@ -486,26 +541,43 @@ impl Service {
             stages.extend(pipeline_stages.remove(&p.id).unwrap_or_default());
         }
 
-        let metrics_endpoint = telemetry_config
-            .metrics_address()
-            .map(|(address, configured)| Endpoint {
-                address,
-                configured,
-                pos: Some(config.service.telemetry.pos.clone()),
-                path: format!("{}.metrics", config.service.telemetry_path),
-            });
+        let metrics_endpoints = telemetry_config
+            .pull_endpoints(&resource)
+            .into_iter()
+            .map(|pull| {
+                (
+                    Endpoint {
+                        address: pull.address,
+                        configured: pull.configured,
+                        pos: Some(config.service.telemetry.pos.clone()),
+                        path: format!("{}.metrics", config.service.telemetry_path),
+                    },
+                    pull.options,
+                )
+            })
+            .collect();
         Ok(Service {
             telemetry,
             telemetry_config,
             receivers,
             stages,
             exporters,
-            metrics_endpoint,
-            health_path: health_endpoint.1,
+            metrics_endpoints,
+            health_routes: health_endpoint.1,
             health_endpoint: health_endpoint.0,
+            periodic,
+            pushers: Vec::new(),
+            resource,
+            storage: graph.ctx.storage.clone(),
             shutdown_timeout: config.service.shutdown_timeout.0,
             servers: Vec::new(),
+            warnings: graph.ctx.warnings.take(),
         })
+    }
+
+    /// Keys the config sets that sluice accepts without acting on them, each with why.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -517,7 +589,7 @@ impl Service {
         let mut problems = Vec::new();
         for (cfg, receiver) in &self.receivers {
             for address in receiver.listen_addresses() {
-                if let Err(e) = TcpListener::bind(&address).await {
+                if let Err(e) = TcpListener::bind(crate::net::listen_address(&address)).await {
                     problems.push(Diagnostic::new(
                         Some(cfg.pos.clone()),
                         cfg.path.clone(),
@@ -526,9 +598,11 @@ impl Service {
                 }
             }
         }
-        for endpoint in self.metrics_endpoint.iter().chain([&self.health_endpoint]) {
+        let metrics = self.metrics_endpoints.iter().map(|(e, _)| e);
+        for endpoint in metrics.chain([&self.health_endpoint]) {
             if endpoint.configured
-                && let Err(e) = TcpListener::bind(&endpoint.address).await
+                && let Err(e) =
+                    TcpListener::bind(crate::net::listen_address(&endpoint.address)).await
             {
                 problems.push(Diagnostic::new(
                     endpoint.pos.clone(),
@@ -545,16 +619,38 @@ impl Service {
     pub async fn start(&mut self) -> Result<(), StartError> {
         let health = self.telemetry.health.clone();
         health.set(HealthState::Starting);
-        if let Some(endpoint) = self.metrics_endpoint.clone()
-            && let Some(listener) = bind_endpoint(&endpoint, "metrics").await?
-        {
-            self.servers
-                .push(serve_metrics(listener, self.telemetry.metrics.clone()));
+        for warning in &self.warnings {
+            tracing::warn!("config: {warning}");
+        }
+        for (endpoint, options) in self.metrics_endpoints.clone() {
+            if let Some(listener) = bind_endpoint(&endpoint, "metrics").await? {
+                self.servers.push(serve_metrics(
+                    listener,
+                    self.telemetry.metrics.clone(),
+                    options,
+                ));
+            }
         }
         let endpoint = self.health_endpoint.clone();
         if let Some(listener) = bind_endpoint(&endpoint, "health").await? {
-            self.servers
-                .push(serve_health(listener, &self.health_path, health.clone()));
+            self.servers.push(serve_health(
+                listener,
+                self.health_routes.clone(),
+                health.clone(),
+            ));
+        }
+        for (reader, client) in &self.periodic {
+            self.pushers.push(PeriodicPusher::start(
+                reader,
+                client.clone(),
+                self.telemetry.metrics.clone(),
+                self.resource.clone(),
+            ));
+        }
+        for storage in self.storage.iter() {
+            storage.config.prepare_directory().map_err(|e| {
+                StartError::new(format!("extensions.{}", storage.id), e.to_string())
+            })?;
         }
         for exporter in &self.exporters {
             for lifecycle in exporter.item.iter().rev() {
@@ -637,6 +733,10 @@ impl Service {
             }
         }))
         .await;
+        // Last, so the final push has what every component counted while stopping.
+        for pusher in self.pushers.drain(..) {
+            pusher.stop(SHUTDOWN_ACCOUNTING_GRACE).await;
+        }
         for server in self.servers.drain(..) {
             server.abort();
         }
@@ -647,7 +747,7 @@ impl Service {
 /// Binds a self-telemetry endpoint. The default address being taken (another collector on
 /// the host) is a warning; an address the user chose is an error.
 async fn bind_endpoint(endpoint: &Endpoint, what: &str) -> Result<Option<TcpListener>, StartError> {
-    match TcpListener::bind(&endpoint.address).await {
+    match TcpListener::bind(crate::net::listen_address(&endpoint.address)).await {
         Ok(l) => {
             tracing::info!(address = %endpoint.address, "{what} endpoint listening");
             Ok(Some(l))
@@ -666,35 +766,123 @@ async fn bind_endpoint(endpoint: &Endpoint, what: &str) -> Result<Option<TcpList
 impl<'a> Graph<'a> {
     /// The health endpoint: the `health_check` extension's if the service enables one, else the
     /// default address.
-    fn health_endpoint(&mut self) -> Option<(Endpoint, String)> {
+    fn health_endpoint(&mut self) -> Option<(Endpoint, HealthRoutes)> {
         let enabled = self
             .config
             .service
             .extensions
             .iter()
-            .find(|r| r.id.type_name == "health_check");
+            .find(|r| matches!(r.id.type_name.as_str(), "health_check" | "healthcheckv2"));
         let Some(r) = enabled else {
             return Some((
                 Endpoint {
-                    address: DEFAULT_HEALTH_ENDPOINT.into(),
+                    address: crate::telemetry::DEFAULT_HEALTH_ENDPOINT.into(),
                     configured: false,
                     pos: None,
                     path: "extensions.health_check".into(),
                 },
-                "/".into(),
+                HealthRoutes::default(),
             ));
         };
         let cfg = self.config.extensions.iter().find(|c| c.id == r.id)?;
-        let decoded: HealthCheckConfig = self.collect(crate::component::decode_config(cfg))?;
+        let routes = HealthCheckConfig::decode(cfg, &ConfigWarnings::default()).ok()?;
         Some((
             Endpoint {
-                address: decoded.endpoint,
+                address: routes.endpoint.clone(),
                 configured: true,
                 pos: Some(cfg.pos.clone()),
                 path: format!("{}.endpoint", cfg.path),
             },
-            decoded.path,
+            routes,
         ))
+    }
+
+    /// Every extension's own section is checked, used or not, as the Collector does; the
+    /// ones whose work sluice does not do yet are accepted with a warning.
+    fn check_extensions(&mut self) {
+        let warnings = self.ctx.warnings.clone();
+        for c in &self.config.extensions {
+            match c.id.type_name.as_str() {
+                "health_check" | "healthcheckv2" => {
+                    self.collect(HealthCheckConfig::decode(c, &warnings));
+                }
+                "zpages"
+                    if self
+                        .collect(crate::config_keys::decode_section::<ZpagesConfig>(
+                            c,
+                            &[],
+                            &warnings,
+                        ))
+                        .is_some() =>
+                {
+                    warnings.push(Diagnostic::new(
+                        Some(c.pos.clone()),
+                        c.path.clone(),
+                        "accepted, not served yet: sluice has no zPages; its state is in the \
+                         metrics endpoint and the log",
+                    ));
+                }
+                "pprof"
+                    if self
+                        .collect(crate::config_keys::decode_section::<PprofConfig>(
+                            c,
+                            &[],
+                            &warnings,
+                        ))
+                        .is_some() =>
+                {
+                    warnings.push(Diagnostic::new(
+                        Some(c.pos.clone()),
+                        c.path.clone(),
+                        "accepted, not served: Go's pprof profiler has no counterpart in sluice \
+                         (use perf or a heap profiler on the process)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The OTLP clients of the periodic metric readers; a reader that cannot have one is a
+    /// config error.
+    fn periodic_clients(
+        &mut self,
+        telemetry_config: &TelemetryConfig,
+        telemetry: &Telemetry,
+    ) -> Vec<(PeriodicReader, Arc<dyn OtlpClient>)> {
+        let node = &self.config.service.telemetry;
+        let path = &self.config.service.telemetry_path;
+        let mut out = Vec::new();
+        let readers = telemetry_config.periodic_readers();
+        for (i, reader) in telemetry_config
+            .metrics
+            .readers
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.periodic.is_some())
+        {
+            let Some(periodic) = &reader.periodic else {
+                continue;
+            };
+            if !readers.iter().any(|r| std::ptr::eq(*r, periodic)) {
+                continue;
+            }
+            let key = format!("metrics.readers.{i}.periodic.exporter.otlp");
+            let client: Result<Arc<dyn OtlpClient>, String> = match &periodic.exporter.otlp {
+                None => Ok(Arc::new(ConsoleClient)),
+                Some(target) => match &telemetry.otlp_client {
+                    Some(build) => build(target),
+                    None => Err("this build of sluice has no OTLP client".into()),
+                },
+            };
+            match client {
+                Ok(c) => out.push((periodic.clone(), c)),
+                Err(e) => self
+                    .errors
+                    .push(crate::telemetry::telemetry_problem(node, path, &key, &e)),
+            }
+        }
+        out
     }
 
     /// Components defined but in no pipeline are not run, but their settings are still checked
@@ -708,19 +896,36 @@ impl<'a> Graph<'a> {
             .flat_map(|p| p.receivers.iter().chain(&p.processors).chain(&p.exporters))
             .map(|r| &r.id)
             .collect();
-        let ctx = BuildContext::default();
+        // Throwaway telemetry, but the warnings are the service's, so `validate` shows them.
+        let ctx = BuildContext {
+            warnings: self.ctx.warnings.clone(),
+            ..BuildContext::default()
+        };
         let registry = self.registry;
         let config = self.config;
         let unused = |c: &&ComponentConfig| !used.contains(&c.id);
+        let not_used = |c: &ComponentConfig| {
+            Diagnostic::new(
+                Some(c.pos.clone()),
+                c.path.clone(),
+                "defined but not used in any pipeline: it is checked, not run",
+            )
+        };
         for c in config.receivers.iter().filter(unused) {
             if let Some(f) = registry.receiver(&c.id.type_name) {
-                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
-                self.collect(f.build(c, ReceiverOutputs::default(), &ctx));
+                ctx.warnings.push(not_used(c));
+                // Outputs for every signal it produces, so it is checked as it would be built
+                // in a pipeline (a receiver refuses to be built for nothing).
+                let mut outputs = ReceiverOutputs::default();
+                for signal in f.info().signals {
+                    outputs.set(placeholder(*signal));
+                }
+                self.collect(f.build(c, outputs, &ctx));
             }
         }
         for c in config.processors.iter().filter(unused) {
             if let Some(f) = registry.processor(&c.id.type_name) {
-                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                ctx.warnings.push(not_used(c));
                 let signal = f
                     .info()
                     .signals
@@ -732,15 +937,20 @@ impl<'a> Graph<'a> {
         }
         for c in config.exporters.iter().filter(unused) {
             if let Some(f) = registry.exporter(&c.id.type_name) {
-                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                ctx.warnings.push(not_used(c));
                 let signals: Vec<SignalKind> =
                     f.info().signals.first().copied().into_iter().collect();
-                self.collect(f.build(c, &signals, &ctx));
+                self.collect(crate::component::build_exporter(
+                    f.as_ref(),
+                    c,
+                    &signals,
+                    &ctx,
+                ));
             }
         }
         for c in config.connectors.iter().filter(unused) {
             if let Some(f) = registry.connector(&c.id.type_name) {
-                tracing::warn!(component = %c.path, "defined but not used in any pipeline");
+                ctx.warnings.push(not_used(c));
                 if let Some((from, to)) = f.pairs().first().copied() {
                     self.collect(f.build(c, from, placeholder(to), &ctx));
                 }
@@ -881,6 +1091,7 @@ mod tests {
         fn build(
             &self,
             config: &ComponentConfig,
+            _settings: crate::exporter::HelperSettings,
             _signals: &[SignalKind],
             _ctx: &BuildContext,
         ) -> Result<BuiltExporter, ConfigErrors> {

@@ -3,6 +3,8 @@
 pub mod anomaly;
 pub mod attributes;
 pub mod batch;
+pub mod cumulative_to_delta;
+pub mod delta_to_cumulative;
 pub mod filter;
 pub mod forward;
 pub mod memory_limiter;
@@ -23,6 +25,8 @@ pub fn processor_factories() -> Vec<Arc<dyn ProcessorFactory>> {
         Arc::new(attributes::ResourceProcessorFactory),
         Arc::new(filter::FilterProcessorFactory),
         Arc::new(memory_limiter::MemoryLimiterProcessorFactory),
+        Arc::new(cumulative_to_delta::CumulativeToDeltaProcessorFactory),
+        Arc::new(delta_to_cumulative::DeltaToCumulativeProcessorFactory),
     ]
 }
 

@@ -3,13 +3,16 @@
 pub mod cgroups;
 #[cfg(feature = "docker")]
 pub mod docker_stats;
+pub mod filelog;
 pub mod hostmetrics;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metric_keys;
 pub mod nop;
 pub mod otlp;
+pub mod prometheus;
 pub mod tls;
 
 use std::sync::Arc;
@@ -23,6 +26,8 @@ pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
         Arc::new(hostmetrics::HostMetricsReceiverFactory),
         Arc::new(cgroups::CgroupsReceiverFactory),
         Arc::new(nop::NopReceiverFactory),
+        Arc::new(filelog::FilelogReceiverFactory),
+        Arc::new(prometheus::PrometheusReceiverFactory),
         #[cfg(feature = "docker")]
         Arc::new(docker_stats::DockerStatsReceiverFactory),
         #[cfg(feature = "kafka")]

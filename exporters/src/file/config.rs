@@ -4,45 +4,67 @@ use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
-use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, Node, Pos};
-use sluice_pipeline::exporter::{QueueSettings, RetrySettings};
+use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, Node, Optional, Pos};
 
 /// `exporters: file:`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// The file written; its directory is created if missing. With `group_by`, a template
-    /// holding one `*`.
+    /// The file written. With `group_by`, a template holding one `*`.
     pub path: PathBuf,
+    /// `json` (default): one OTLP/JSON object per line; `proto`: length-prefixed protobuf.
     #[serde(default)]
     pub format: Format,
+    /// `zstd`, `gzip` (a sluice extra) or none (default).
     #[serde(default)]
     pub compression: Compression,
+    /// The codec's level: zstd 1 (fastest) to 22, gzip 1 to 9; 0 (default) the codec's own.
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// Keep what the file already holds (true) or empty it when the exporter starts.
     #[serde(default)]
     pub append: bool,
-    /// Rotation is on when the section is present, even empty (`rotation: {}`).
+    /// Rotation is on when the key is present, even with no value (`rotation:`) or empty;
+    /// `rotation: {enabled: false}` turns it off.
     #[serde(default)]
-    pub rotation: Option<RotationConfig>,
+    pub rotation: Optional<RotationConfig>,
+    /// Create the file's directory when missing. Unset: sluice creates it; `false`: a
+    /// missing directory is an error at start, as in the OTel Collector.
+    #[serde(default)]
+    pub create_directory: Option<bool>,
+    /// Mode of the directories created, in octal (default `0755`, less the umask). Needs
+    /// `create_directory: true`.
+    #[serde(default)]
+    pub directory_permissions: Option<String>,
+    /// An encoding extension's id: refused with a clear error (not supported yet).
+    #[serde(default)]
+    pub encoding: Option<String>,
     #[serde(default)]
     pub group_by: GroupByConfig,
     /// How often buffered data reaches the file; 0 writes through on every batch.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: Duration,
-    #[serde(default)]
-    pub sending_queue: QueueSettings,
-    #[serde(default)]
-    pub retry_on_failure: RetrySettings,
-    /// Limit on one write.
-    #[serde(default = "default_timeout")]
-    pub timeout: Duration,
+}
+
+/// `compression_params`.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionParams {
+    pub level: i32,
+}
+
+impl FileConfig {
+    /// The mode of created directories, from `directory_permissions` (default 0755).
+    pub fn directory_mode(&self) -> u32 {
+        self.directory_permissions
+            .as_deref()
+            .and_then(|p| u32::from_str_radix(p.trim_start_matches("0o"), 8).ok())
+            .unwrap_or(0o755)
+    }
 }
 
 fn default_flush_interval() -> Duration {
     Duration(StdDuration::from_secs(1))
-}
-fn default_timeout() -> Duration {
-    Duration(StdDuration::from_secs(5))
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -159,7 +181,7 @@ pub fn validate(cfg: &FileConfig, config: &ComponentConfig) -> Result<(), Config
     if path.is_empty() {
         error(&["path"], "path must not be empty".into());
     }
-    if let Some(rotation) = &cfg.rotation
+    if let Some(rotation) = cfg.rotation.as_ref()
         && !(rotation.max_megabytes.is_finite() && rotation.max_megabytes > 0.0)
     {
         error(
@@ -167,6 +189,46 @@ pub fn validate(cfg: &FileConfig, config: &ComponentConfig) -> Result<(), Config
             format!(
                 "max_megabytes must be a number above 0 (fractions are allowed), not {}",
                 rotation.max_megabytes
+            ),
+        );
+    }
+    if let Some(id) = &cfg.encoding {
+        error(
+            &["encoding"],
+            format!(
+                "encoding extensions (`{id}`) are not supported yet; use `format: json` or \
+                 `format: proto`"
+            ),
+        );
+    }
+    if let Some(perms) = &cfg.directory_permissions {
+        let valid =
+            u32::from_str_radix(perms.trim_start_matches("0o"), 8).is_ok_and(|m| m <= 0o7777);
+        if !valid {
+            error(
+                &["directory_permissions"],
+                format!("`{perms}` is not an octal mode such as 0755"),
+            );
+        } else if cfg.create_directory != Some(true) {
+            error(
+                &["directory_permissions"],
+                "directory_permissions needs `create_directory: true`".into(),
+            );
+        }
+    }
+    let level = cfg.compression_params.level;
+    let level_fits = match cfg.compression {
+        _ if level == 0 => true,
+        Compression::Zstd => (1..=22).contains(&level),
+        Compression::Gzip => level == -1 || (1..=9).contains(&level),
+        Compression::None => false,
+    };
+    if !level_fits {
+        error(
+            &["compression_params", "level"],
+            format!(
+                "level {level} does not fit {:?} compression (zstd 1 to 22, gzip 1 to 9)",
+                cfg.compression
             ),
         );
     }
@@ -256,19 +318,51 @@ mod tests {
         assert_eq!(cfg.compression, Compression::None);
         assert!(!cfg.append);
         assert_eq!(cfg.flush_interval.0, StdDuration::from_secs(1));
-        let r = cfg.rotation.unwrap();
+        let r = cfg.rotation.0.unwrap();
         assert_eq!(r.max_bytes(), 100 * 1024 * 1024);
         assert_eq!((r.max_days, r.max_backups, r.localtime), (0, 100, false));
         assert!(!cfg.group_by.enabled);
         assert_eq!(cfg.group_by.resource_attribute, "fileexporter.path_segment");
         assert_eq!(cfg.group_by.max_open_files, 100);
-        assert!(load("path: out.jsonl").unwrap().rotation.is_none());
+        assert!(load("path: out.jsonl").unwrap().rotation.0.is_none());
+        // The upstream README's `rotation:` with no value turns it on with the defaults.
+        let bare = load("path: out.jsonl\nrotation:\n")
+            .unwrap()
+            .rotation
+            .0
+            .unwrap();
+        assert_eq!(bare.max_backups, 100);
+        assert!(
+            load("path: o\nrotation: {enabled: false}\n")
+                .unwrap()
+                .rotation
+                .0
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn directories_levels_and_encodings() {
+        let cfg =
+            load("path: d/o\ncreate_directory: true\ndirectory_permissions: \"0700\"\n").unwrap();
+        assert_eq!(cfg.directory_mode(), 0o700);
+        let e = load("path: d/o\ndirectory_permissions: \"0700\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("needs `create_directory: true`"),
+            "{e}"
+        );
+        assert!(load("path: o\ncreate_directory: true\ndirectory_permissions: \"999\"\n").is_err());
+        assert!(load("path: o\ncompression: zstd\ncompression_params:\n  level: 19\n").is_ok());
+        assert!(load("path: o\ncompression: zstd\ncompression_params:\n  level: 30\n").is_err());
+        assert!(load("path: o\ncompression_params:\n  level: 3\n").is_err());
+        let e = load("path: o\nencoding: otlp_encoding\n").unwrap_err();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
     }
 
     #[test]
     fn fractional_megabytes_and_compression_names() {
         let cfg = load("path: o\nrotation:\n  max_megabytes: 0.01\ncompression: zstd\n").unwrap();
-        assert_eq!(cfg.rotation.unwrap().max_bytes(), 10485);
+        assert_eq!(cfg.rotation.0.unwrap().max_bytes(), 10485);
         assert_eq!(cfg.compression, Compression::Zstd);
         assert_eq!(
             load("path: o\ncompression: gzip").unwrap().compression,

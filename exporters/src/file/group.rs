@@ -96,6 +96,7 @@ struct Slot {
 /// Every file this exporter has open, at most `max_open` between batches.
 pub struct Files {
     compression: Compression,
+    level: i32,
     append: bool,
     policy: Option<Policy>,
     max_open: usize,
@@ -109,12 +110,14 @@ pub struct Files {
 impl Files {
     pub fn new(
         compression: Compression,
+        level: i32,
         append: bool,
         policy: Option<Policy>,
         max_open: usize,
     ) -> Files {
         Files {
             compression,
+            level,
             append,
             policy,
             max_open: max_open.max(1),
@@ -139,7 +142,7 @@ impl Files {
         if !self.open.contains_key(path) {
             self.evict(self.max_open.saturating_sub(1), self.batch);
             let truncate = !self.append && !self.opened.contains(path);
-            let output = Output::open(path, self.compression, truncate)?;
+            let output = Output::open(path, self.compression, truncate, self.level)?;
             if let Some(policy) = &self.policy {
                 super::rotation::prune(path, policy, policy.now());
             }
@@ -312,7 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = Template::new(&dir.path().join("out-*.jsonl")).unwrap();
         let (a, b, c) = (t.path_for("a"), t.path_for("b"), t.path_for("c"));
-        let mut files = Files::new(Compression::None, false, None, 2);
+        let mut files = Files::new(Compression::None, 0, false, None, 2);
         let write = |files: &mut Files, path: &Path, text: &str| {
             files.begin_batch();
             let out = files.get(path).unwrap();
@@ -342,7 +345,7 @@ mod tests {
     fn files_of_one_batch_stay_open_until_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let t = Template::new(&dir.path().join("*.jsonl")).unwrap();
-        let mut files = Files::new(Compression::Gzip, false, None, 1);
+        let mut files = Files::new(Compression::Gzip, 0, false, None, 1);
         files.begin_batch();
         for name in ["a", "b", "c"] {
             files

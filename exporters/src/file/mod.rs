@@ -50,6 +50,7 @@ impl ExporterFactory for FileExporterFactory {
     fn build(
         &self,
         config: &ComponentConfig,
+        settings: HelperSettings,
         signals: &[SignalKind],
         ctx: &BuildContext,
     ) -> Result<BuiltExporter, ConfigErrors> {
@@ -57,12 +58,6 @@ impl ExporterFactory for FileExporterFactory {
         config::validate(&cfg, config)?;
         let name = config.id.to_string();
         let sink = Arc::new(FileSink::new(&name, &cfg, signals, ctx));
-        let settings = HelperSettings {
-            queue: cfg.sending_queue,
-            retry: cfg.retry_on_failure,
-            timeout: cfg.timeout.0,
-            local_delivery: false,
-        };
         let mut built = export_signals(&name, &settings, signals, sink.clone(), ctx);
         // Shutdown order: the queues drain into the files, then they are ended and closed.
         built.lifecycles.push(sink);
@@ -96,6 +91,9 @@ pub struct FileSink {
     path: PathBuf,
     format: Format,
     flush_interval: StdDuration,
+    /// `create_directory`: unset creates, `false` refuses a missing directory.
+    create_directory: Option<bool>,
+    directory_mode: u32,
     route: Route,
     files: Arc<Mutex<Files>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -145,8 +143,11 @@ impl FileSink {
             format: cfg.format,
             flush_interval: cfg.flush_interval.0,
             route,
+            create_directory: cfg.create_directory,
+            directory_mode: cfg.directory_mode(),
             files: Arc::new(Mutex::new(Files::new(
                 cfg.compression,
+                cfg.compression_params.level,
                 cfg.append,
                 cfg.rotation.as_ref().map(Policy::new),
                 max_open,
@@ -340,8 +341,21 @@ impl Lifecycle for FileSink {
             .parent()
             .filter(|d| !d.as_os_str().is_empty() && !d.to_string_lossy().contains('*'))
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+            if self.create_directory == Some(false) {
+                if !dir.is_dir() {
+                    return Err(fail(format!(
+                        "directory {} does not exist (set `create_directory: true` to create it)",
+                        dir.display()
+                    )));
+                }
+            } else {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(self.directory_mode)
+                    .create(dir)
+                    .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+            }
         }
         if let Route::Single(path) = &self.route {
             let mut files = self

@@ -27,14 +27,19 @@ enum Codec {
 }
 
 impl Codec {
-    fn new(compression: Compression) -> io::Result<Codec> {
+    /// `level` 0 is the codec's default (zstd 3, gzip 6).
+    fn new(compression: Compression, level: i32) -> io::Result<Codec> {
         Ok(match compression {
             Compression::None => Codec::Plain,
             Compression::Gzip => {
-                Codec::Gzip(GzEncoder::new(Vec::new(), flate2::Compression::default()))
+                let level = match level {
+                    0 | -1 => flate2::Compression::default(),
+                    n => flate2::Compression::new(n.clamp(1, 9) as u32),
+                };
+                Codec::Gzip(GzEncoder::new(Vec::new(), level))
             }
             Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 0)?;
+                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level)?;
                 // Lets `zstd -d` and `zstd -t` detect a damaged file.
                 encoder.include_checksum(true)?;
                 Codec::Zstd(encoder)
@@ -80,6 +85,8 @@ impl From<io::Error> for WriteError {
 pub struct Output {
     path: PathBuf,
     compression: Compression,
+    /// `compression_params.level`.
+    level: i32,
     file: File,
     codec: Codec,
     /// Bytes (already compressed, if compressing) not yet written to the file.
@@ -98,7 +105,12 @@ pub struct Output {
 impl Output {
     /// Opens `path`, emptying it when `truncate`, else appending a new stream after what it
     /// holds (concatenated gzip members or zstd frames read as one stream).
-    pub fn open(path: &Path, compression: Compression, truncate: bool) -> io::Result<Output> {
+    pub fn open(
+        path: &Path,
+        compression: Compression,
+        truncate: bool,
+        level: i32,
+    ) -> io::Result<Output> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -114,8 +126,9 @@ impl Output {
         Ok(Output {
             path: path.to_path_buf(),
             compression,
+            level,
             file,
-            codec: Codec::new(compression)?,
+            codec: Codec::new(compression, level)?,
             pending: Vec::new(),
             content,
             dirty: false,
@@ -154,7 +167,7 @@ impl Output {
         if matches!(self.codec, Codec::Ended) {
             // An earlier close ended the stream but did not get to close the file.
             self.drain()?;
-            self.codec = Codec::new(self.compression)?;
+            self.codec = Codec::new(self.compression, self.level)?;
         }
         Ok(())
     }
@@ -189,7 +202,7 @@ impl Output {
     /// read as one stream.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.dirty && matches!(self.codec, Codec::Gzip(_) | Codec::Zstd(_)) {
-            let next = Codec::new(self.compression)?;
+            let next = Codec::new(self.compression, self.level)?;
             let tail = match std::mem::replace(&mut self.codec, next) {
                 Codec::Gzip(e) => e.finish(),
                 Codec::Zstd(e) => e.finish(),
@@ -265,7 +278,7 @@ impl Output {
         self.last_backup = Some(stamp);
         // Appending rather than truncating: nothing should be at the path after the rename, and
         // if something is, it is not ours to destroy.
-        let fresh = Output::open(&self.path, self.compression, false)?;
+        let fresh = Output::open(&self.path, self.compression, false, self.level)?;
         self.file = fresh.file;
         self.codec = fresh.codec;
         self.content = fresh.content;
@@ -303,20 +316,20 @@ mod tests {
     fn plain_append_and_truncate() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/out.jsonl");
-        let mut out = Output::open(&path, Compression::None, true).unwrap();
+        let mut out = Output::open(&path, Compression::None, true, 0).unwrap();
         out.prepare(3, None).unwrap();
         out.append(b"a\n").unwrap();
         out.flush().unwrap();
         out.close(true).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"a\n");
 
-        let mut again = Output::open(&path, Compression::None, false).unwrap();
+        let mut again = Output::open(&path, Compression::None, false, 0).unwrap();
         assert_eq!(again.content_len(), 2);
         again.append(b"b\n").unwrap();
         again.close(false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
 
-        let mut fresh = Output::open(&path, Compression::None, true).unwrap();
+        let mut fresh = Output::open(&path, Compression::None, true, 0).unwrap();
         fresh.close(false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
@@ -326,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for compression in [Compression::Gzip, Compression::Zstd] {
             let path = dir.path().join(format!("out-{compression:?}"));
-            let mut out = Output::open(&path, compression, true).unwrap();
+            let mut out = Output::open(&path, compression, true, 0).unwrap();
             out.append(b"one\n").unwrap();
             out.flush().unwrap();
             // A reader of the live file sees every flushed record, though the stream has no end.
@@ -343,7 +356,7 @@ mod tests {
             out.close(true).unwrap();
 
             // Appending starts a second stream after the first.
-            let mut more = Output::open(&path, compression, false).unwrap();
+            let mut more = Output::open(&path, compression, false, 0).unwrap();
             more.append(b"three\n").unwrap();
             more.close(false).unwrap();
             let bytes = std::fs::read(&path).unwrap();
@@ -361,7 +374,7 @@ mod tests {
         if !full.exists() {
             return;
         }
-        let mut out = Output::open(full, Compression::None, false).unwrap();
+        let mut out = Output::open(full, Compression::None, false, 0).unwrap();
         out.prepare(2, None).unwrap();
         out.append(b"x\n").unwrap();
         assert!(out.flush().is_err());
@@ -380,7 +393,7 @@ mod tests {
             max_age: None,
             localtime: false,
         };
-        let mut out = Output::open(&path, Compression::Zstd, true).unwrap();
+        let mut out = Output::open(&path, Compression::Zstd, true, 0).unwrap();
         for record in [&b"0123456\n"[..], b"abcdefg\n", b"ABCDEFG\n"] {
             out.prepare(record.len() as u64, Some(&policy)).unwrap();
             out.append(record).unwrap();

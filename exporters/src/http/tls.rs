@@ -1,128 +1,395 @@
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedProtocolVersion};
 use serde::Deserialize;
+use sluice_config::Duration as ConfigDuration;
 
-/// `tls:` of a client, with the OTel Collector's keys.
+/// `tls:` of a client, with the OTel Collector's keys (configtls.ClientConfig).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     /// PEM file of the CAs that sign the server's certificate (default: the system's roots).
     pub ca_file: Option<PathBuf>,
-    /// PEM certificate (chain) for client authentication; needs `key_file`.
+    /// The same CAs written inline as PEM.
+    pub ca_pem: Option<String>,
+    /// PEM certificate (chain) for client authentication; needs a key.
     pub cert_file: Option<PathBuf>,
+    /// The client certificate inline as PEM.
+    pub cert_pem: Option<String>,
     /// PEM private key for client authentication.
     pub key_file: Option<PathBuf>,
+    /// The client key inline as PEM.
+    pub key_pem: Option<String>,
     /// No TLS at all (gRPC exporters; for HTTP the URL's scheme decides).
     pub insecure: bool,
     /// Accept any server certificate. For testing only: it removes the protection TLS gives.
     pub insecure_skip_verify: bool,
     /// Verify the server's certificate against this name instead of the URL's host.
     pub server_name_override: Option<String>,
+    /// Trust the system's roots as well as `ca_file`/`ca_pem` (default false: only those).
+    pub include_system_ca_certs_pool: bool,
+    /// Lowest TLS version: `1.2` (default) or `1.3`; `1.0` and `1.1` mean 1.2, the lowest
+    /// sluice speaks.
+    pub min_version: Option<String>,
+    /// Highest TLS version: `1.2` or `1.3` (default).
+    pub max_version: Option<String>,
+    /// TLS 1.2 cipher suites allowed, by their Go names (default: every suite sluice has,
+    /// all of them AEAD). TLS 1.3 suites are always allowed, as in Go.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups in order of preference: `X25519`, `P256`, `P384`.
+    pub curve_preferences: Vec<String>,
+    /// Re-read the CA, certificate and key files this often (default: never).
+    pub reload_interval: Option<ConfigDuration>,
+    /// Keys held in a TPM: refused unless `enabled: false`.
+    pub tpm: Option<TpmSettings>,
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// `tls.tpm`: only accepted when off.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TpmSettings {
+    pub enabled: bool,
+    pub path: Option<String>,
+    pub owner_auth: Option<String>,
+    pub auth: Option<String>,
+}
+
+/// The TLS 1.2 suites sluice's TLS library has, by their Go names (Go spells the ChaCha
+/// suites both ways).
+fn tls12_suite(name: &str) -> Option<rustls::CipherSuite> {
+    use rustls::CipherSuite as C;
+    Some(match name {
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        _ => return None,
+    })
+}
+
+fn version_rank(key: &str, text: &str) -> Result<u8, String> {
+    match text {
+        "1.0" | "1.1" | "1.2" => Ok(2),
+        "1.3" => Ok(3),
+        other => Err(format!(
+            "{key} `{other}` is not a TLS version; use 1.0, 1.1, 1.2 or 1.3"
+        )),
+    }
 }
 
 impl TlsSettings {
+    /// The provider with the suites and groups these settings allow.
+    fn provider(&self) -> Result<Arc<CryptoProvider>, String> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !self.cipher_suites.is_empty() {
+            let mut wanted = Vec::new();
+            for name in &self.cipher_suites {
+                match tls12_suite(name) {
+                    Some(s) => wanted.push(s),
+                    None if name.starts_with("TLS_AES_") || name.starts_with("TLS_CHACHA20_") => {}
+                    None => {
+                        return Err(format!(
+                            "cipher_suites: `{name}` is not available; sluice's TLS has only \
+                             AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)"
+                        ));
+                    }
+                }
+            }
+            provider
+                .cipher_suites
+                .retain(|s| s.version() == &rustls::version::TLS13 || wanted.contains(&s.suite()));
+        }
+        if !self.curve_preferences.is_empty() {
+            let all = provider.kx_groups.clone();
+            let mut groups = Vec::new();
+            for name in &self.curve_preferences {
+                let group = match name.as_str() {
+                    "X25519" => rustls::NamedGroup::X25519,
+                    "P256" | "CurveP256" => rustls::NamedGroup::secp256r1,
+                    "P384" | "CurveP384" => rustls::NamedGroup::secp384r1,
+                    other => {
+                        return Err(format!(
+                            "curve_preferences: `{other}` is not available; use X25519, P256 or \
+                             P384"
+                        ));
+                    }
+                };
+                if let Some(g) = all.iter().find(|g| g.name() == group) {
+                    groups.push(*g);
+                }
+            }
+            provider.kx_groups = groups;
+        }
+        Ok(Arc::new(provider))
+    }
+
+    fn versions(&self) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
+        let min = self
+            .min_version
+            .as_deref()
+            .map_or(Ok(2), |v| version_rank("min_version", v))?;
+        let max = self
+            .max_version
+            .as_deref()
+            .map_or(Ok(3), |v| version_rank("max_version", v))?;
+        if matches!(self.max_version.as_deref(), Some("1.0" | "1.1")) {
+            return Err(
+                "max_version below 1.2 cannot be honoured: sluice speaks TLS 1.2 and 1.3 only"
+                    .into(),
+            );
+        }
+        if min > max {
+            return Err("min_version is above max_version".into());
+        }
+        let mut out = Vec::new();
+        if min <= 3 && max >= 3 {
+            out.push(&rustls::version::TLS13);
+        }
+        if min <= 2 {
+            out.push(&rustls::version::TLS12);
+        }
+        Ok(out)
+    }
+
+    /// Whether a client certificate is configured.
+    fn has_client_certificate(&self) -> bool {
+        self.cert_file.is_some() || self.cert_pem.is_some()
+    }
+
+    /// Every problem of these settings that can be seen without building them.
+    pub fn check(&self) -> Result<(), String> {
+        if self.ca_file.is_some() && self.ca_pem.is_some() {
+            return Err("ca_file and ca_pem cannot both be set".into());
+        }
+        if self.cert_file.is_some() && self.cert_pem.is_some() {
+            return Err("cert_file and cert_pem cannot both be set".into());
+        }
+        if self.key_file.is_some() && self.key_pem.is_some() {
+            return Err("key_file and key_pem cannot both be set".into());
+        }
+        let key = self.key_file.is_some() || self.key_pem.is_some();
+        if self.has_client_certificate() != key {
+            return Err("a client certificate (cert_file/cert_pem) and its key \
+                        (key_file/key_pem) go together"
+                .into());
+        }
+        if self.tpm.as_ref().is_some_and(|t| t.enabled) {
+            return Err("keys held in a TPM are not supported; use key_file or key_pem".into());
+        }
+        Ok(())
+    }
+
     /// A rustls client configuration for these settings. Errors name the file at fault.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
-        let provider = provider();
+        self.check()?;
+        let provider = self.provider()?;
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&self.versions()?)
             .map_err(|e| format!("TLS setup: {e}"))?;
         let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
             Arc::new(AcceptAnyCertificate(provider.clone()))
         } else {
-            let roots = Arc::new(self.roots()?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| format!("TLS setup: {e}"))?;
-            match &self.server_name_override {
-                Some(name) => {
-                    let name = ServerName::try_from(name.clone())
-                        .map_err(|e| format!("server_name_override `{name}`: {e}"))?;
-                    Arc::new(OverrideName {
-                        inner: webpki,
-                        name,
-                    })
+            let name = match &self.server_name_override {
+                Some(name) => Some(
+                    ServerName::try_from(name.clone())
+                        .map_err(|e| format!("server_name_override `{name}`: {e}"))?,
+                ),
+                None => None,
+            };
+            let roots = Reloading::new(self.reload(), {
+                let settings = self.clone();
+                let provider = provider.clone();
+                move || {
+                    let roots = Arc::new(settings.roots()?);
+                    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                        .build()
+                        .map_err(|e| format!("TLS setup: {e}"))
                 }
-                None => webpki,
-            }
+            })?;
+            Arc::new(Verifier { roots, name })
         };
         let builder = builder
             .dangerous()
             .with_custom_certificate_verifier(verifier);
-        match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => {
-                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                    .map_err(|e| format!("cert_file {}: {e}", cert.display()))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| format!("cert_file {}: {e}", cert.display()))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("key_file {}: {e}", key.display()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate: {e}"))
-            }
-            (None, None) => Ok(builder.with_no_client_auth()),
-            _ => Err("cert_file and key_file go together".into()),
+        if !self.has_client_certificate() {
+            return Ok(builder.with_no_client_auth());
         }
+        let settings = self.clone();
+        let keys = Reloading::new(self.reload(), move || settings.certified_key(&provider))?;
+        Ok(builder.with_client_cert_resolver(Arc::new(ClientCertificate(keys))))
+    }
+
+    fn reload(&self) -> Option<Duration> {
+        self.reload_interval.map(|d| d.0).filter(|d| !d.is_zero())
+    }
+
+    fn certified_key(&self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+        let chain: Vec<CertificateDer<'static>> = match (&self.cert_file, &self.cert_pem) {
+            (Some(path), _) => pem_certificates(&read(path, "cert_file")?, "cert_file", path)?,
+            (None, Some(pem)) => pem_certificates(pem.as_bytes(), "cert_pem", Path::new(""))?,
+            (None, None) => return Err("no client certificate".into()),
+        };
+        let key = match (&self.key_file, &self.key_pem) {
+            (Some(path), _) => PrivateKeyDer::from_pem_slice(&read(path, "key_file")?)
+                .map_err(|e| format!("key_file {}: {e}", path.display()))?,
+            (None, Some(pem)) => PrivateKeyDer::from_pem_slice(pem.as_bytes())
+                .map_err(|e| format!("key_pem: {e}"))?,
+            (None, None) => return Err("no client key".into()),
+        };
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| format!("client key: {e}"))?;
+        Ok(Arc::new(CertifiedKey::new(chain, signing)))
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
         let mut roots = RootCertStore::empty();
-        match &self.ca_file {
-            Some(path) => {
-                for cert in CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-                {
-                    let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!("ca_file {} holds no certificate", path.display()));
-                }
+        let configured = match (&self.ca_file, &self.ca_pem) {
+            (Some(path), _) => Some(pem_certificates(&read(path, "ca_file")?, "ca_file", path)?),
+            (None, Some(pem)) => Some(pem_certificates(pem.as_bytes(), "ca_pem", Path::new(""))?),
+            (None, None) => None,
+        };
+        let system = configured.is_none() || self.include_system_ca_certs_pool;
+        if let Some(certs) = configured {
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA certificate: {e}"))?;
             }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    // A system store may hold certificates rustls cannot use; skip those.
-                    let _ = roots.add(cert);
-                }
+        }
+        if system {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system store may hold certificates rustls cannot use; skip those.
+                let _ = roots.add(cert);
             }
         }
         Ok(roots)
     }
 }
 
-/// Verifies the chain as usual, but against a configured name.
-#[derive(Debug)]
-struct OverrideName {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
+fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key} {}: {e}", path.display()))
 }
 
-impl ServerCertVerifier for OverrideName {
+fn pem_certificates(
+    pem: &[u8],
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let named = if path.as_os_str().is_empty() {
+        key.to_string()
+    } else {
+        format!("{key} {}", path.display())
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{named}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{named} holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// A value loaded from files, loaded again once `every` has passed since the last load. A
+/// failed reload keeps the last good value (and says so in the log), as the Collector does.
+struct Reloading<T> {
+    every: Option<Duration>,
+    load: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
+    current: Mutex<(Instant, T)>,
+}
+
+impl<T: Clone> Reloading<T> {
+    fn new(
+        every: Option<Duration>,
+        load: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+    ) -> Result<Self, String> {
+        let first = load()?;
+        Ok(Reloading {
+            every,
+            load: Box::new(load),
+            current: Mutex::new((Instant::now(), first)),
+        })
+    }
+
+    fn get(&self) -> T {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(every) = self.every
+            && current.0.elapsed() >= every
+        {
+            current.0 = Instant::now();
+            match (self.load)() {
+                Ok(v) => current.1 = v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reload TLS files; keeping the last ones")
+                }
+            }
+        }
+        current.1.clone()
+    }
+}
+
+impl<T> std::fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloading")
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+/// The client certificate, re-read per `reload_interval`.
+#[derive(Debug)]
+struct ClientCertificate(Reloading<Arc<CertifiedKey>>);
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.get())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Verifies the chain against the (reloaded) roots, and against a configured name when
+/// `server_name_override` is set.
+#[derive(Debug)]
+struct Verifier {
+    roots: Reloading<Arc<WebPkiServerVerifier>>,
+    name: Option<ServerName<'static>>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+        let name = self.name.as_ref().unwrap_or(server_name);
+        self.roots
+            .get()
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
     }
     fn verify_tls12_signature(
         &self,
@@ -130,7 +397,7 @@ impl ServerCertVerifier for OverrideName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.roots.get().verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -138,10 +405,10 @@ impl ServerCertVerifier for OverrideName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.roots.get().verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.roots.get().supported_verify_schemes()
     }
 }
 
@@ -189,5 +456,60 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> TlsSettings {
+        let node = sluice_config::parse_yaml("t.yaml", yaml).unwrap();
+        sluice_config::decode(&node, "tls").unwrap()
+    }
+
+    #[test]
+    fn versions_suites_and_groups() {
+        let s = settings("min_version: \"1.3\"\n");
+        assert_eq!(s.versions().unwrap(), vec![&rustls::version::TLS13]);
+        let s = settings("max_version: \"1.2\"\n");
+        assert_eq!(s.versions().unwrap(), vec![&rustls::version::TLS12]);
+        assert!(settings("max_version: \"1.1\"\n").versions().is_err());
+        assert!(
+            settings("min_version: \"1.3\"\nmax_version: \"1.2\"\n")
+                .versions()
+                .is_err()
+        );
+        assert!(settings("min_version: \"2.0\"\n").versions().is_err());
+        let s = settings("cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n");
+        let p = s.provider().unwrap();
+        assert!(
+            p.cipher_suites
+                .iter()
+                .all(|c| c.version() == &rustls::version::TLS13
+                    || c.suite() == rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
+        );
+        assert!(
+            settings("cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n")
+                .provider()
+                .is_err()
+        );
+        let p = settings("curve_preferences: [P384, X25519]\n")
+            .provider()
+            .unwrap();
+        assert_eq!(p.kx_groups[0].name(), rustls::NamedGroup::secp384r1);
+        assert!(settings("curve_preferences: [P521]\n").provider().is_err());
+    }
+
+    #[test]
+    fn inline_and_file_forms_are_checked() {
+        assert!(settings("ca_file: a\nca_pem: b\n").check().is_err());
+        assert!(settings("cert_pem: a\n").check().is_err());
+        assert!(settings("tpm:\n  enabled: true\n").check().is_err());
+        assert!(settings("tpm:\n  enabled: false\n").check().is_ok());
+        let e = settings("ca_pem: not a certificate\n")
+            .client_config()
+            .unwrap_err();
+        assert!(e.contains("ca_pem"), "{e}");
     }
 }

@@ -1,17 +1,21 @@
 //! The `kafka` exporter: OTLP (protobuf or JSON) or raw log bodies to Kafka topics, with the
-//! OTel Collector Kafka exporter's configuration. A batch is acknowledged only once librdkafka
+//! OTel Collector Kafka exporter's configuration and partitioning (keyed records land on the
+//! partitions the Collector's exporter picks). A batch is acknowledged only once librdkafka
 //! reports every one of its messages delivered.
 
 mod config;
 pub mod messages;
+pub mod producer;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Encoding, KafkaExporterConfig};
-pub use messages::attributes_hash;
+pub use config::{KafkaExporterConfig, PartitionStrategy};
+pub use messages::resource_key;
+pub use producer::sarama_partition;
 /// The Kafka client library, for end-to-end tests and tools that inspect topics.
 #[doc(hidden)]
 pub use rdkafka;
+pub use sluice_kafka_client::Encoding;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,17 +25,19 @@ use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic};
+use sluice_config::{ComponentConfig, ConfigErrors};
+use sluice_kafka_client::Problem;
 use sluice_pipeline::exporter::{Export, HelperSettings, export_signals};
 use sluice_pipeline::telemetry::Counter;
 use sluice_pipeline::{
     Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, Lifecycle,
-    Logs, Metrics, PerSignal, Signal, SignalKind, StartError, Traces, decode_config,
+    Logs, Metrics, PerSignal, Signal, SignalKind, StartError, Traces,
 };
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use messages::{Fitted, KafkaSignal, Partitioning, encode, fit};
+use messages::{Fitted, KafkaSignal, Key, Partitioning, encode, fit};
+use producer::{DeliveryReport, KafkaProducer};
 
 pub use sluice_kafka_client::{ENCODING_HEADER, SIGNAL_HEADER};
 
@@ -39,7 +45,10 @@ pub use sluice_kafka_client::{ENCODING_HEADER, SIGNAL_HEADER};
 const ENVELOPE_BYTES: usize = 512;
 
 /// A message to produce: topic, key, payload.
-type Outgoing = (String, Option<String>, Vec<u8>);
+type Outgoing = (String, Option<Key>, Vec<u8>);
+
+/// The header `signal_header` adds, as the OTel Collector names it.
+const OTELCOL_SIGNAL_HEADER: &str = "otelcol.signal";
 
 pub struct KafkaExporterFactory;
 
@@ -56,28 +65,23 @@ impl ExporterFactory for KafkaExporterFactory {
     fn build(
         &self,
         config: &ComponentConfig,
+        settings: HelperSettings,
         signals: &[SignalKind],
         ctx: &BuildContext,
     ) -> Result<BuiltExporter, ConfigErrors> {
-        let cfg: KafkaExporterConfig = decode_config(config)?;
-        let at = |(key, message): (&str, String)| {
-            ConfigErrors::from(Diagnostic::new(
-                Some(config.node.pos.clone()),
-                format!("{}.{key}", config.path),
-                message,
-            ))
-        };
-        cfg.validate(signals).map_err(at)?;
-        let client = cfg.client_config().map_err(at)?;
+        let (shared, cfg): (_, KafkaExporterConfig) =
+            sluice_kafka_client::decode(config, config::NO_EFFECT, &ctx.warnings)?;
+        let at = |p: Problem| ConfigErrors::from(p.at(config));
+        let resolved = cfg
+            .resolve(&shared, signals, settings.timeout)
+            .map_err(at)?;
         let name = config.id.to_string();
-        let exporter = Arc::new(KafkaExporter::new(&name, &cfg, client, ctx));
+        let exporter = Arc::new(KafkaExporter::new(&name, &cfg, resolved, ctx));
         let settings = HelperSettings {
-            queue: cfg.sending_queue.clone(),
-            retry: cfg.retry_on_failure.clone(),
             // Longer than librdkafka's own message timeout, so its report (a retryable
             // failure) arrives before the helper gives up on the attempt.
-            timeout: cfg.timeout.0 * 2 + StdDuration::from_secs(1),
-            local_delivery: false,
+            timeout: settings.timeout * 2 + StdDuration::from_secs(1),
+            ..settings
         };
         let mut built = export_signals(&name, &settings, signals, exporter.clone(), ctx);
         // Last in shutdown order: the helpers drain into the producer before it is flushed.
@@ -97,9 +101,13 @@ struct SignalTarget {
 pub struct KafkaExporter {
     name: String,
     client: ClientConfig,
-    producer: Mutex<Option<FutureProducer>>,
-    targets: PerSignal<SignalTarget>,
+    sarama_compat: bool,
+    producer: Mutex<Option<Arc<KafkaProducer>>>,
+    targets: PerSignal<Option<SignalTarget>>,
     topic_from_attribute: Option<String>,
+    /// `record_headers`, then `signal_header`'s.
+    headers: Vec<(String, String)>,
+    signal_header: bool,
     payload_limit: usize,
 }
 
@@ -107,7 +115,7 @@ impl KafkaExporter {
     fn new(
         name: &str,
         cfg: &KafkaExporterConfig,
-        client: ClientConfig,
+        resolved: config::Resolved,
         ctx: &BuildContext,
     ) -> Self {
         let targets = PerSignal::new(|signal| {
@@ -116,9 +124,10 @@ impl KafkaExporter {
                 SignalKind::Metrics => Metrics::ITEM_NAME,
                 SignalKind::Logs => Logs::ITEM_NAME,
             };
-            SignalTarget {
-                topic: cfg.topic(signal),
-                encoding: cfg.encoding(signal),
+            let (_, target) = resolved.targets.iter().find(|(s, _)| *s == signal)?;
+            Some(SignalTarget {
+                topic: target.topic.clone(),
+                encoding: target.encoding,
                 partitioning: match signal {
                     SignalKind::Traces => Partitioning {
                         by_trace_id: cfg.partition_traces_by_id,
@@ -138,14 +147,17 @@ impl KafkaExporter {
                     &format!("Number of {item} dropped because one alone exceeds producer.max_message_bytes"),
                     &[("exporter", name)],
                 ),
-            }
+            })
         });
         KafkaExporter {
             name: name.to_string(),
-            client,
+            client: resolved.client,
+            sarama_compat: resolved.strategy == PartitionStrategy::SaramaCompat,
             producer: Mutex::new(None),
             targets,
-            topic_from_attribute: cfg.topic_from_attribute.clone(),
+            topic_from_attribute: cfg.topic_from_attribute.clone().filter(|a| !a.is_empty()),
+            headers: resolved.headers,
+            signal_header: cfg.signal_header,
             payload_limit: cfg
                 .producer
                 .max_message_bytes
@@ -156,7 +168,7 @@ impl KafkaExporter {
 
     /// The producer, created on first use: building the exporter (e.g. for `validate`)
     /// must not contact the brokers.
-    fn producer(&self) -> Result<FutureProducer, String> {
+    fn producer(&self) -> Result<Arc<KafkaProducer>, String> {
         let mut slot = self
             .producer
             .lock()
@@ -164,18 +176,18 @@ impl KafkaExporter {
         if let Some(p) = slot.as_ref() {
             return Ok(p.clone());
         }
-        let p: FutureProducer = self
-            .client
-            .create()
-            .map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
+        let p = Arc::new(
+            KafkaProducer::create(&self.client, self.sarama_compat)
+                .map_err(|e| format!("cannot create the Kafka producer: {e}"))?,
+        );
         *slot = Some(p.clone());
         Ok(p)
     }
 
     /// After a fatal error (e.g. the idempotent producer lost its sequence) the producer is
     /// unusable; the next attempt builds a new one.
-    fn discard_if_fatal(&self, producer: &FutureProducer) -> bool {
-        let Some((code, reason)) = producer.client().fatal_error() else {
+    fn discard_if_fatal(&self, producer: &KafkaProducer) -> bool {
+        let Some((code, reason)) = producer.fatal_error() else {
             return false;
         };
         tracing::error!(exporter = %self.name, ?code, reason, "fatal Kafka producer error; rebuilding the producer");
@@ -231,7 +243,7 @@ impl KafkaExporter {
         &self,
         batch: &Batch<S>,
     ) -> Result<(Vec<Outgoing>, Vec<usize>), DeliveryError> {
-        let target = self.targets.get(S::KIND);
+        let target = self.target::<S>()?;
         let plain = target.encoding != Encoding::Raw
             && self.topic_from_attribute.is_none()
             && !target.partitioning.by_trace_id
@@ -294,42 +306,67 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
+impl KafkaExporter {
+    fn target<S: Signal>(&self) -> Result<&SignalTarget, DeliveryError> {
+        self.targets.get(S::KIND).as_ref().ok_or_else(|| {
+            DeliveryError::permanent(format!(
+                "the exporter was not built for {}",
+                S::KIND.as_str()
+            ))
+        })
+    }
+
+    /// The headers of every message of a signal: sluice's own (what the `kafka` receiver
+    /// reads), `record_headers`, and `otelcol.signal` if asked for.
+    fn headers(&self, signal: SignalKind, encoding: &str) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new_with_capacity(3 + self.headers.len())
+            .insert(Header {
+                key: SIGNAL_HEADER,
+                value: Some(signal.as_str()),
+            })
+            .insert(Header {
+                key: ENCODING_HEADER,
+                value: Some(encoding),
+            });
+        for (key, value) in &self.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        if self.signal_header {
+            headers = headers.insert(Header {
+                key: OTELCOL_SIGNAL_HEADER,
+                value: Some(signal.as_str()),
+            });
+        }
+        headers
+    }
+}
+
 #[async_trait]
 impl<S: KafkaSignal> Export<S> for KafkaExporter {
     async fn export(&self, batch: &Batch<S>) -> Result<(), DeliveryError> {
-        let target = self.targets.get(S::KIND);
+        let target = self.target::<S>()?;
         let (messages, oversized) = self.messages(batch)?;
         let producer = self.producer().map_err(DeliveryError::permanent)?;
-        let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
+        let encoding = target.encoding.name();
+        let mut pending: Vec<oneshot::Receiver<DeliveryReport>> =
+            Vec::with_capacity(messages.len());
         for (topic, key, payload) in &messages {
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header {
-                    key: SIGNAL_HEADER,
-                    value: Some(S::KIND.as_str()),
-                })
-                .insert(Header {
-                    key: ENCODING_HEADER,
-                    value: Some(target.encoding.as_str()),
-                });
-            let mut record = FutureRecord::<str, [u8]>::to(topic)
-                .payload(payload.as_slice())
-                .headers(headers);
-            if let Some(k) = key {
-                record = record.key(k.as_str());
-            }
             loop {
-                match producer.send_result(record) {
+                let headers = self.headers(S::KIND, &encoding);
+                match producer.send(topic, key.as_deref(), payload, headers) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
                     }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // librdkafka's local queue is full: wait for deliveries to make room
                         // (the helper's timeout bounds this).
-                        record = back;
                         tokio::time::sleep(StdDuration::from_millis(20)).await;
                     }
-                    Err((e, _)) => {
+                    Err(e) => {
                         self.discard_if_fatal(&producer);
                         return Err(if is_permanent(&e) {
                             DeliveryError::permanent(format!(
@@ -351,14 +388,14 @@ impl<S: KafkaSignal> Export<S> for KafkaExporter {
         for (delivery, (topic, _, _)) in pending.into_iter().zip(&messages) {
             let error = match delivery.await {
                 Ok(Ok(_)) => continue,
-                Ok(Err((e, _))) if needs_new_producer(&e) => {
+                Ok(Err(e)) if needs_new_producer(&e) => {
                     stale_producer = true;
                     DeliveryError::retryable(format!("message for `{topic}` not delivered: {e}"))
                 }
-                Ok(Err((e, _))) if is_permanent(&e) => {
+                Ok(Err(e)) if is_permanent(&e) => {
                     DeliveryError::permanent(format!("Kafka refused a message for `{topic}`: {e}"))
                 }
-                Ok(Err((e, _))) => {
+                Ok(Err(e)) => {
                     DeliveryError::retryable(format!("message for `{topic}` not delivered: {e}"))
                 }
                 Err(_) => {

@@ -31,9 +31,9 @@ fn exporter<S: SignalConsumer>(brokers: &str, extra: &str, ctx: &BuildContext) -
     let yaml = format!(
         "brokers: {brokers}\nsending_queue: {{enabled: false}}\nretry_on_failure: {{enabled: false}}\n{extra}"
     );
-    let built = KafkaExporterFactory
-        .build(&component(&yaml), &[S::KIND], ctx)
-        .unwrap();
+    let built =
+        sluice_pipeline::build_exporter(&KafkaExporterFactory, &component(&yaml), &[S::KIND], ctx)
+            .unwrap();
     let consumer: AnyConsumer = built.consumers.into_iter().next().unwrap();
     S::from_any(consumer).unwrap()
 }
@@ -231,12 +231,30 @@ async fn default_topics_are_the_otel_ones() {
     let to = exporter::<Logs>(&b, "", &ctx);
     assert_eq!(send(&to, vec![logs("a", &["x"])]).await, Ok(()));
     consume(&b, "otlp_logs", 1);
-    let cfg: KafkaExporterConfig = decode_config(&component("topic: all")).unwrap();
-    assert_eq!(cfg.topic(SignalKind::Traces), "all");
-    let cfg: KafkaExporterConfig = decode_config(&component("{}")).unwrap();
-    assert_eq!(cfg.topic(SignalKind::Traces), "otlp_spans");
-    assert_eq!(cfg.topic(SignalKind::Metrics), "otlp_metrics");
-    assert_eq!(cfg.producer.required_acks, config::RequiredAcks::default());
+    let shared = |yaml: &str| {
+        sluice_kafka_client::decode::<KafkaExporterConfig>(
+            &component(yaml),
+            config::NO_EFFECT,
+            &ctx.warnings,
+        )
+        .unwrap()
+        .0
+    };
+    assert_eq!(
+        shared("topic: all")
+            .exporter_topic(SignalKind::Traces)
+            .unwrap(),
+        "all"
+    );
+    let defaults = shared("{}");
+    assert_eq!(
+        defaults.exporter_topic(SignalKind::Traces).unwrap(),
+        "otlp_spans"
+    );
+    assert_eq!(
+        defaults.exporter_topic(SignalKind::Metrics).unwrap(),
+        "otlp_metrics"
+    );
 }
 
 #[tokio::test]
@@ -259,11 +277,18 @@ async fn raw_logs_are_one_message_per_record() {
         [b"one".to_vec(), b"three".to_vec(), b"two".to_vec()]
     );
     // `raw` makes no sense for traces: a configuration error.
-    let err = KafkaExporterFactory
-        .build(&component("encoding: raw"), &[SignalKind::Traces], &ctx)
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("logs only"), "{err}");
+    let err = sluice_pipeline::build_exporter(
+        &KafkaExporterFactory,
+        &component("encoding: raw"),
+        &[SignalKind::Traces],
+        &ctx,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("cannot be used for traces"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -389,10 +414,10 @@ fn messages_hex(b: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn resource_attribute_keys_are_stable_and_order_free() {
-    let a = attributes_hash(&[attr("x", "1"), attr("y", "2")]);
-    assert_eq!(a, attributes_hash(&[attr("y", "2"), attr("x", "1")]));
-    assert_ne!(a, attributes_hash(&[attr("x", "1"), attr("y", "3")]));
+async fn resource_attribute_keys_are_the_collectors_and_order_free() {
+    let a = resource_key(&[attr("x", "1"), attr("y", "2")]);
+    assert_eq!(a, resource_key(&[attr("y", "2"), attr("x", "1")]));
+    assert_ne!(a, resource_key(&[attr("x", "1"), attr("y", "3")]));
     let cluster = MockCluster::new(1).unwrap();
     let b = cluster.bootstrap_servers();
     let ctx = BuildContext::default();
@@ -408,17 +433,12 @@ async fn resource_attribute_keys_are_stable_and_order_free() {
     let got = consume(&b, "by-res", 2);
     let mut keys: Vec<_> = got
         .iter()
-        .map(|m| {
-            (
-                String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
-                decode::<Metrics>(m).len(),
-            )
-        })
+        .map(|m| (m.key().unwrap().to_vec(), decode::<Metrics>(m).len()))
         .collect();
     keys.sort();
     let mut want = vec![
-        (attributes_hash(&[attr("service.name", "a")]), 2),
-        (attributes_hash(&[attr("service.name", "b")]), 1),
+        (resource_key(&[attr("service.name", "a")]).to_vec(), 2),
+        (resource_key(&[attr("service.name", "b")]).to_vec(), 1),
     ];
     want.sort();
     assert_eq!(keys, want);
@@ -492,12 +512,15 @@ fn building_does_not_need_a_broker_and_bad_settings_are_config_errors() {
     let ctx = BuildContext::default();
     // Nothing listens there; building (what `validate` does) still succeeds.
     assert!(
-        KafkaExporterFactory
-            .build(&component("brokers: [127.0.0.1:1]"), &SignalKind::ALL, &ctx)
-            .is_ok()
+        sluice_pipeline::build_exporter(
+            &KafkaExporterFactory,
+            &component("brokers: [127.0.0.1:1]"),
+            &SignalKind::ALL,
+            &ctx
+        )
+        .is_ok()
     );
     for (yaml, want) in [
-        ("producer: {required_acks: 1}", "idempotent"),
         (
             "producer: {required_acks: 2, idempotent: false}",
             "required_acks",
@@ -509,32 +532,238 @@ fn building_does_not_need_a_broker_and_bad_settings_are_config_errors() {
         ),
         ("bogus: 1", "bogus"),
     ] {
-        let err = KafkaExporterFactory
-            .build(&component(yaml), &SignalKind::ALL, &ctx)
-            .err()
-            .unwrap_or_else(|| panic!("{yaml} accepted"));
+        let err = sluice_pipeline::build_exporter(
+            &KafkaExporterFactory,
+            &component(yaml),
+            &SignalKind::ALL,
+            &ctx,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{yaml} accepted"));
         assert!(err.to_string().contains(want), "{yaml}: {err}");
     }
-    assert!(KafkaExporterFactory
-        .build(&component("producer: {required_acks: 1, idempotent: false, compression: zstd}\nauth: {sasl: {username: u, password: p, mechanism: SCRAM-SHA-512}}"), &SignalKind::ALL, &ctx)
+    // A published config's `required_acks: 1` works as written: the producer is then not
+    // idempotent.
+    assert!(sluice_pipeline::build_exporter(&KafkaExporterFactory, &component("producer: {required_acks: 1, compression: zstd}\nauth: {sasl: {username: u, password: p, mechanism: SCRAM-SHA-512}}"), &SignalKind::ALL, &ctx)
         .is_ok());
+}
+
+/// The producer settings `yaml` gives, with the warnings of building it.
+fn producer_settings(yaml: &str, timeout: &str) -> (ClientConfig, Vec<String>) {
+    let ctx = BuildContext::default();
+    let config = component(&format!("timeout: {timeout}\n{yaml}"));
+    let (common, settings) =
+        sluice_pipeline::exporter::take_common(&config, HelperSettings::default()).unwrap();
+    let (shared, cfg): (_, KafkaExporterConfig) =
+        sluice_kafka_client::decode(&common, config::NO_EFFECT, &ctx.warnings).unwrap();
+    let resolved = cfg
+        .resolve(&shared, &SignalKind::ALL, settings.timeout)
+        .unwrap();
+    let warnings = ctx.warnings.take().into_iter().map(|w| w.path).collect();
+    (resolved.client, warnings)
 }
 
 #[test]
 fn librdkafka_properties_pass_through() {
-    let cfg: KafkaExporterConfig = decode_config(&component(
+    let (client, _) = producer_settings(
         "librdkafka: {linger.ms: 7, socket.keepalive.enable: true, debug: msg}",
-    ))
-    .unwrap();
-    let client = cfg.client_config().unwrap();
+        "5s",
+    );
     assert_eq!(client.get("linger.ms"), Some("7"));
     assert_eq!(client.get("socket.keepalive.enable"), Some("true"));
     assert_eq!(client.get("debug"), Some("msg"));
     // Defaults that matter for delivery: all replicas, idempotent, messages expire into retries.
-    let cfg: KafkaExporterConfig = decode_config(&component("timeout: 9s")).unwrap();
-    let client = cfg.client_config().unwrap();
+    let (client, _) = producer_settings("", "9s");
     assert_eq!(client.get("acks"), Some("all"));
     assert_eq!(client.get("enable.idempotence"), Some("true"));
     assert_eq!(client.get("message.timeout.ms"), Some("9000"));
     assert_eq!(client.get("bootstrap.servers"), Some("localhost:9092"));
+}
+
+#[test]
+fn producer_keys_become_librdkafka_properties() {
+    let (client, warnings) = producer_settings(
+        "client_id: agent\nproducer: {max_message_bytes: 2000000, required_acks: 1, compression: gzip, compression_params: {level: 9}, flush_max_messages: 500, allow_auto_topic_creation: false, linger: 50ms, max_broker_write_bytes: 104857600}\nrecord_partitioner: {sticky_key: {hasher: murmur2}}",
+        "5s",
+    );
+    for (k, v) in [
+        ("client.id", "agent"),
+        ("acks", "1"),
+        // The OTel Collector's producer is idempotent only with every replica acking too.
+        ("enable.idempotence", "false"),
+        ("compression.codec", "gzip"),
+        ("compression.level", "9"),
+        ("message.max.bytes", "2004096"),
+        ("batch.num.messages", "500"),
+        ("allow.auto.create.topics", "false"),
+        ("linger.ms", "50"),
+        ("partitioner", "murmur2_random"),
+    ] {
+        assert_eq!(client.get(k), Some(v), "{k}");
+    }
+    assert_eq!(
+        warnings,
+        ["exporters.kafka/t.producer.max_broker_write_bytes"]
+    );
+    // The OTel Collector's defaults, and its client id.
+    let (client, _) = producer_settings("", "5s");
+    for (k, v) in [
+        ("client.id", "otel-collector"),
+        ("linger.ms", "10"),
+        ("batch.num.messages", "10000"),
+        ("allow.auto.create.topics", "true"),
+        ("compression.level", "-1"),
+    ] {
+        assert_eq!(client.get(k), Some(v), "{k}");
+    }
+    // The sarama-compatible partitioner is the producer's own, not a librdkafka property.
+    assert_eq!(client.get("partitioner"), None);
+    let (client, _) = producer_settings("record_partitioner: {round_robin: {}}", "5s");
+    assert_eq!(client.get("partitioner"), Some("random"));
+    // Sarama's "no limit".
+    let (client, _) = producer_settings("producer: {flush_max_messages: 0}", "5s");
+    assert_eq!(client.get("batch.num.messages"), Some("1000000"));
+}
+
+#[test]
+fn keys_needing_client_metadata_or_an_extension_are_refused_clearly() {
+    let ctx = BuildContext::default();
+    for (yaml, key, says) in [
+        (
+            "include_metadata_keys: [tenant]",
+            "include_metadata_keys",
+            "client metadata",
+        ),
+        (
+            "logs: {topic_from_metadata_key: topic}",
+            "logs.topic_from_metadata_key",
+            "client metadata",
+        ),
+        (
+            "traces: {message_key_from_metadata_key: k}",
+            "traces.message_key_from_metadata_key",
+            "client metadata",
+        ),
+        (
+            "partition_traces_by_id: true\ntraces: {message_key_from_metadata_key: k}",
+            "traces.message_key_from_metadata_key",
+            "cannot be combined",
+        ),
+        (
+            "record_partitioner: {extension: kafkapartitioner}",
+            "record_partitioner.extension",
+            "extensions",
+        ),
+        (
+            "record_partitioner: {round_robin: {}, least_backup: {}}",
+            "record_partitioner",
+            "at most one",
+        ),
+        (
+            "record_partitioner: {sticky_key: {hasher: crc32}}",
+            "record_partitioner.sticky_key.hasher",
+            "murmur2",
+        ),
+        (
+            "partition_logs_by_resource_attributes: true\npartition_logs_by_trace_id: true",
+            "partition_logs_by_trace_id",
+            "both",
+        ),
+        (
+            "producer: {compression: snappy, compression_params: {level: 3}}",
+            "producer.compression_params.level",
+            "snappy",
+        ),
+        (
+            "producer: {idempotent: true, required_acks: 1}",
+            "producer.idempotent",
+            "all",
+        ),
+        (
+            "traces: {encoding: jaeger_proto}",
+            "traces.encoding",
+            "otlp_proto and otlp_json",
+        ),
+        ("logs: {encoding: text}", "logs.encoding", "raw"),
+        ("logs: {topics: [a]}", "logs.topics", "receiver"),
+    ] {
+        let err = sluice_pipeline::build_exporter(
+            &KafkaExporterFactory,
+            &component(yaml),
+            &SignalKind::ALL,
+            &ctx,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{yaml} accepted"));
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("exporters.kafka/t.{key}")),
+            "{yaml}: {text}"
+        );
+        assert!(text.contains(says), "{yaml}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn keyed_records_land_where_sarama_puts_them() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("keyed", 7, 1).unwrap();
+    let b = cluster.bootstrap_servers();
+    let ctx = BuildContext::default();
+    let to = exporter::<Traces>(&b, "topic: keyed\npartition_traces_by_id: true", &ctx);
+    let data: Vec<ResourceSpans> = (1..=20u8)
+        .map(|t| traces("svc", vec![span(t, t)]))
+        .collect();
+    assert_eq!(send(&to, data).await, Ok(()));
+    let got = consume(&b, "keyed", 20);
+    let mut partitions = std::collections::BTreeSet::new();
+    for m in &got {
+        let key = m.key().unwrap();
+        // FNV-1a 32 of the key, read signed, Go's remainder, made positive: sarama's.
+        let mut h: u32 = 0x811c_9dc5;
+        for byte in key {
+            h = (h ^ u32::from(*byte)).wrapping_mul(16_777_619);
+        }
+        let want = ((h as i32) % 7).abs();
+        assert_eq!(m.partition(), want, "key {}", String::from_utf8_lossy(key));
+        partitions.insert(m.partition());
+    }
+    assert!(
+        partitions.len() > 1,
+        "every trace on one partition: {partitions:?}"
+    );
+}
+
+#[tokio::test]
+async fn record_headers_and_the_signal_header_are_on_every_record() {
+    let cluster = MockCluster::new(1).unwrap();
+    let b = cluster.bootstrap_servers();
+    let ctx = BuildContext::default();
+    let to = exporter::<Logs>(
+        &b,
+        "logs: {topic: hdr}\nsignal_header: true\nrecord_headers: {tenant: acme, region: eu}",
+        &ctx,
+    );
+    assert_eq!(send(&to, vec![logs("a", &["x"])]).await, Ok(()));
+    let m = &consume(&b, "hdr", 1)[0];
+    assert_eq!(header(m, "tenant"), "acme");
+    assert_eq!(header(m, "region"), "eu");
+    assert_eq!(header(m, "otelcol.signal"), "logs");
+    assert_eq!(header(m, SIGNAL_HEADER), "logs");
+    // The list form of record_headers.
+    let to = exporter::<Logs>(
+        &b,
+        "logs: {topic: hdr2}\nrecord_headers: [{key: a, value: '1'}, {key: b, value: '2'}]",
+        &ctx,
+    );
+    assert_eq!(send(&to, vec![logs("a", &["x"])]).await, Ok(()));
+    let m = &consume(&b, "hdr2", 1)[0];
+    assert_eq!(header(m, "a"), "1");
+    assert_eq!(header(m, "b"), "2");
+    assert!(
+        m.headers()
+            .unwrap()
+            .iter()
+            .all(|h| h.key != "otelcol.signal")
+    );
 }

@@ -35,6 +35,7 @@ impl ExporterFactory for NopExporterFactory {
     fn build(
         &self,
         config: &ComponentConfig,
+        _settings: sluice_pipeline::exporter::HelperSettings,
         signals: &[SignalKind],
         ctx: &BuildContext,
     ) -> Result<BuiltExporter, ConfigErrors> {

@@ -1,7 +1,6 @@
 //! The `otlp_http` exporter (alias `otlphttp`): OTLP over HTTP to any OTLP backend or another
 //! collector, protobuf or JSON, compressed, with the OTLP retry rules.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -9,17 +8,39 @@ use async_trait::async_trait;
 use prost::Message;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
-use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
+use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Optional, SignalKind};
 use sluice_pipeline::codec::encode_json;
-use sluice_pipeline::exporter::{
-    Export, HelperSettings, PartialRejections, QueueSettings, RetrySettings, export_signals,
-};
+use sluice_pipeline::config_keys::{NoEffect, decode_section, problem};
+use sluice_pipeline::exporter::{Export, HelperSettings, PartialRejections, export_signals};
 use sluice_pipeline::{
     Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, PerSignal,
-    Signal, decode_config,
+    Signal,
 };
 
-use crate::http::{self, Compression, TlsSettings};
+use crate::http::{
+    self, ClientSettings, Compression, CompressionParams, CookieJar, CookiesSettings, HeaderList,
+    TlsSettings,
+};
+
+/// Keys of the Collector's `otlp_http` exporter that cannot mean anything for sluice.
+const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "read_buffer_size",
+        "a buffer size of Go's HTTP transport; sluice's client sizes its buffers itself",
+    ),
+    NoEffect::new(
+        "write_buffer_size",
+        "a buffer size of Go's HTTP transport; sluice's client sizes its buffers itself",
+    ),
+    NoEffect::new(
+        "profiles_endpoint",
+        "sluice has no profiles signal, so no profiles are ever sent",
+    ),
+    NoEffect::new(
+        "tls.include_insecure_cipher_suites",
+        "sluice's TLS has no insecure cipher suites to add",
+    ),
+];
 
 /// `exporters: otlp_http:` (or `otlphttp:`), with the OTel Collector's keys.
 #[derive(Clone, Debug, Deserialize)]
@@ -31,32 +52,64 @@ pub struct OtlpHttpConfig {
     /// Full URL for traces, instead of `endpoint` + `/v1/traces`.
     #[serde(default)]
     pub traces_endpoint: Option<String>,
+    /// Full URL for metrics, instead of `endpoint` + `/v1/metrics`.
     #[serde(default)]
     pub metrics_endpoint: Option<String>,
+    /// Full URL for logs, instead of `endpoint` + `/v1/logs`.
     #[serde(default)]
     pub logs_endpoint: Option<String>,
     /// `proto` (default) or `json`.
     #[serde(default)]
     pub encoding: Encoding,
-    /// `gzip` (default), `zstd` or `none`.
+    /// `gzip` (default), `zstd`, `snappy`, `x-snappy-framed`, `zlib`, `deflate`, `lz4` or
+    /// `none`.
     #[serde(default)]
     pub compression: Compression,
-    /// Extra request headers, e.g. an API key from `${env:...}`.
+    /// The codec's `level`.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Limit on one request (default 30s, as in the collector).
-    #[serde(default = "default_timeout")]
-    pub timeout: Duration,
+    pub compression_params: CompressionParams,
+    /// Extra request headers (a map, or a list of `{name, value}`), e.g. an API key.
+    #[serde(default)]
+    pub headers: HeaderList,
     #[serde(default)]
     pub tls: TlsSettings,
+    /// An HTTP proxy for every request (default: `HTTPS_PROXY` / `HTTP_PROXY`).
     #[serde(default)]
-    pub sending_queue: QueueSettings,
+    pub proxy_url: Option<String>,
+    /// Idle connections kept in all (default 100; 0: no limit).
     #[serde(default)]
-    pub retry_on_failure: RetrySettings,
-}
-
-fn default_timeout() -> Duration {
-    Duration(StdDuration::from_secs(30))
+    pub max_idle_conns: Option<usize>,
+    /// Idle connections kept per host (default: no limit of its own).
+    #[serde(default)]
+    pub max_idle_conns_per_host: Option<usize>,
+    /// Requests in flight at most, which bounds the connections over HTTP/1.1 (default 0:
+    /// no limit).
+    #[serde(default)]
+    pub max_conns_per_host: usize,
+    /// Idle connections are closed after this (default 90s).
+    #[serde(default)]
+    pub idle_conn_timeout: Option<sluice_config::Duration>,
+    /// A new connection for every request (default false).
+    #[serde(default)]
+    pub disable_keep_alives: bool,
+    /// Offer HTTP/2 on TLS connections (default true).
+    #[serde(default)]
+    pub force_attempt_http2: Option<bool>,
+    /// Ping an HTTP/2 connection idle for this long (default 0: off).
+    #[serde(default)]
+    pub http2_read_idle_timeout: Option<sluice_config::Duration>,
+    /// Close the connection when a ping is not answered within this (default 15s).
+    #[serde(default)]
+    pub http2_ping_timeout: Option<sluice_config::Duration>,
+    /// Keep cookies the server sets and send them back (off unless present).
+    #[serde(default)]
+    pub cookies: Optional<CookiesSettings>,
+    /// Authenticator extensions: refused with a clear error (not supported yet).
+    #[serde(default)]
+    pub auth: Option<serde::de::IgnoredAny>,
+    /// Middleware extensions: only an empty list is accepted.
+    #[serde(default)]
+    pub middlewares: Vec<serde::de::IgnoredAny>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -79,22 +132,53 @@ impl ExporterFactory for OtlpHttpExporterFactory {
         }
     }
 
+    /// A request may take 30 s, as in the OTel Collector's `otlphttp`.
+    fn helper_defaults(&self) -> HelperSettings {
+        HelperSettings {
+            timeout: StdDuration::from_secs(30),
+            ..HelperSettings::default()
+        }
+    }
+
     fn build(
         &self,
         config: &ComponentConfig,
+        settings: HelperSettings,
         signals: &[SignalKind],
         ctx: &BuildContext,
     ) -> Result<BuiltExporter, ConfigErrors> {
-        let cfg: OtlpHttpConfig = decode_config(config)?;
-        let at = |key: &str, message: String| {
-            Diagnostic::new(
-                Some(config.node.pos.clone()),
-                format!("{}.{key}", config.path),
-                message,
-            )
-        };
+        let cfg: OtlpHttpConfig = decode_section(config, NO_EFFECT, &ctx.warnings)?;
+        let at = |key: &str, message: String| -> Diagnostic { problem(config, key, message) };
         let mut errors = Vec::new();
-        let client = http::client(&cfg.tls, cfg.timeout.0).map_err(|e| at("tls", e));
+        errors.extend(extension_problems(
+            config,
+            cfg.auth.is_some(),
+            cfg.middlewares.len(),
+        ));
+        if let Err(e) = cfg.compression.check_level(cfg.compression_params.level) {
+            errors.push(at("compression_params.level", e));
+        }
+        let connections = ClientSettings {
+            proxy_url: cfg.proxy_url.clone(),
+            max_idle_conns: cfg.max_idle_conns,
+            max_idle_conns_per_host: cfg.max_idle_conns_per_host,
+            max_conns_per_host: cfg.max_conns_per_host,
+            idle_conn_timeout: cfg.idle_conn_timeout,
+            disable_keep_alives: cfg.disable_keep_alives,
+            force_attempt_http2: cfg.force_attempt_http2,
+            http2_read_idle_timeout: cfg.http2_read_idle_timeout,
+            http2_ping_timeout: cfg.http2_ping_timeout,
+        };
+        let client = connections.client(&cfg.tls, settings.timeout).map_err(|e| {
+            at(
+                if e.starts_with("proxy_url") {
+                    "proxy_url"
+                } else {
+                    "tls"
+                },
+                e,
+            )
+        });
         let headers = http::headers(&cfg.headers).map_err(|e| at("headers", e));
         let mut urls: PerSignal<Option<reqwest::Url>> = PerSignal::default();
         for signal in signals {
@@ -134,18 +218,15 @@ impl ExporterFactory for OtlpHttpExporterFactory {
             }
         };
         let name = config.id.to_string();
-        let settings = HelperSettings {
-            queue: cfg.sending_queue,
-            retry: cfg.retry_on_failure,
-            timeout: cfg.timeout.0,
-            local_delivery: false,
-        };
         let exporter = Arc::new(OtlpHttpExporter {
             client,
             headers,
             urls,
             encoding: cfg.encoding,
             compression: cfg.compression,
+            level: cfg.compression_params.level,
+            in_flight: connections.in_flight_limit(),
+            cookies: cfg.cookies.is_some().then(CookieJar::default),
             rejected: PartialRejections::new(&name, ctx),
         });
         Ok(export_signals(&name, &settings, signals, exporter, ctx))
@@ -159,7 +240,37 @@ pub struct OtlpHttpExporter {
     urls: PerSignal<Option<reqwest::Url>>,
     encoding: Encoding,
     compression: Compression,
+    level: i32,
+    /// `max_conns_per_host`: requests in flight at most.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    cookies: Option<CookieJar>,
     rejected: PartialRejections,
+}
+
+/// `auth` and `middlewares` name extensions sluice does not have yet: a clear error rather
+/// than sending without the authentication the config asks for.
+pub(crate) fn extension_problems(
+    config: &ComponentConfig,
+    auth: bool,
+    middlewares: usize,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if auth {
+        out.push(problem(
+            config,
+            "auth",
+            "authenticator extensions are not supported yet; put the credentials in `headers` \
+             (e.g. `Authorization: Bearer ${env:TOKEN}`)",
+        ));
+    }
+    if middlewares > 0 {
+        out.push(problem(
+            config,
+            "middlewares",
+            "middleware extensions are not supported yet",
+        ));
+    }
+    out
 }
 
 impl OtlpHttpExporter {
@@ -172,7 +283,7 @@ impl OtlpHttpExporter {
             })?,
         }
         self.compression
-            .compress(body)
+            .compress_at(body, self.level)
             .map_err(|e| DeliveryError::permanent(format!("cannot compress the request: {e}")))
     }
 
@@ -252,6 +363,15 @@ impl<S: Signal> Export<S> for OtlpHttpExporter {
         if let Some(encoding) = self.compression.header() {
             request = request.header(CONTENT_ENCODING, encoding);
         }
+        if let Some(cookie) = self.cookies.as_ref().and_then(CookieJar::header) {
+            request = request.header(reqwest::header::COOKIE, cookie);
+        }
+        let _permit = match &self.in_flight {
+            Some(limit) => Some(limit.clone().acquire_owned().await.map_err(|_| {
+                DeliveryError::retryable("the exporter is shutting down".to_string())
+            })?),
+            None => None,
+        };
         let response = request
             .body(body)
             .send()
@@ -259,6 +379,9 @@ impl<S: Signal> Export<S> for OtlpHttpExporter {
             .map_err(|e| http::transport_error(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
+        if let Some(jar) = &self.cookies {
+            jar.store(&headers);
+        }
         let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -1,7 +1,6 @@
 //! The `webhook` exporter (logs): POSTs log records (alerts, events) to an HTTP endpoint as
 //! flat JSON objects, so a chat or paging system can take them without understanding OTLP.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, UNIX_EPOCH};
 
@@ -10,10 +9,8 @@ use base64::Engine;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
-use sluice_pipeline::exporter::{
-    Export, ExportHelper, HelperSettings, QueueSettings, RetrySettings,
-};
+use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, SignalKind};
+use sluice_pipeline::exporter::{Export, ExportHelper, HelperSettings};
 use sluice_pipeline::proto::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use sluice_pipeline::proto::logs::v1::LogRecord;
 use sluice_pipeline::proto::resource::v1::Resource;
@@ -31,24 +28,14 @@ pub struct WebhookConfig {
     /// Where to POST.
     pub url: String,
     /// Extra request headers, e.g. `Authorization: Bearer ${env:TOKEN}`.
+    /// A map, or a list of `{name, value}`.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: http::HeaderList,
     /// `batch` (default): one JSON array per batch; `single`: one request per record.
     #[serde(default)]
     pub mode: Mode,
-    /// Limit on one request (default 10s).
-    #[serde(default = "default_timeout")]
-    pub timeout: Duration,
     #[serde(default)]
     pub tls: TlsSettings,
-    #[serde(default)]
-    pub sending_queue: QueueSettings,
-    #[serde(default)]
-    pub retry_on_failure: RetrySettings,
-}
-
-fn default_timeout() -> Duration {
-    Duration(StdDuration::from_secs(10))
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -71,9 +58,18 @@ impl ExporterFactory for WebhookExporterFactory {
         }
     }
 
+    /// A webhook call may take 10 s.
+    fn helper_defaults(&self) -> HelperSettings {
+        HelperSettings {
+            timeout: std::time::Duration::from_secs(10),
+            ..HelperSettings::default()
+        }
+    }
+
     fn build(
         &self,
         config: &ComponentConfig,
+        settings: HelperSettings,
         _signals: &[SignalKind],
         ctx: &BuildContext,
     ) -> Result<BuiltExporter, ConfigErrors> {
@@ -93,7 +89,7 @@ impl ExporterFactory for WebhookExporterFactory {
             )),
             Err(e) => Err(at("url", format!("`{}` is not a valid URL: {e}", cfg.url))),
         };
-        let client = http::client(&cfg.tls, cfg.timeout.0).map_err(|e| at("tls", e));
+        let client = http::client(&cfg.tls, settings.timeout).map_err(|e| at("tls", e));
         let headers = http::headers(&cfg.headers).map_err(|e| at("headers", e));
         let (url, client, headers) = match (url, client, headers) {
             (Ok(u), Ok(c), Ok(h)) => (u, c, h),
@@ -110,12 +106,6 @@ impl ExporterFactory for WebhookExporterFactory {
             headers,
             mode: cfg.mode,
         });
-        let settings = HelperSettings {
-            queue: cfg.sending_queue,
-            retry: cfg.retry_on_failure,
-            timeout: cfg.timeout.0,
-            local_delivery: false,
-        };
         let (consumer, lifecycle) =
             ExportHelper::<Logs>::new(&name, settings, exporter, ctx).parts();
         Ok(BuiltExporter {

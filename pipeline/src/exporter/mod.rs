@@ -1,4 +1,4 @@
-//! The exporter helper every exporter goes through (DESIGN §5): a size-bounded sending queue
+//! The exporter helper every exporter goes through (ARCHITECTURE.md §5): a size-bounded sending queue
 //! with several consumers, retries with exponential backoff, and a per-attempt timeout. An
 //! exporter only implements [`Export`]: one attempt to send one batch.
 
@@ -7,7 +7,9 @@ mod retry;
 mod settings;
 
 pub use retry::Backoff;
-pub use settings::{HelperSettings, QueueBatchSettings, QueueSettings, RetrySettings, Sizer};
+pub use settings::{
+    HelperSettings, QueueBatchSettings, QueueSettings, RetrySettings, Sizer, take_common,
+};
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -464,7 +466,7 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
             return Ok(());
         };
         // The consumers take from the queue, or from the batching task's output.
-        let source = match (&self.inner.merged, &self.inner.settings.queue.batch) {
+        let source = match (&self.inner.merged, self.inner.settings.queue.batch.as_ref()) {
             (Some(merged), Some(batch)) => {
                 let batch = batch.clone();
                 let (flushes, flush_requests) = tokio::sync::mpsc::unbounded_channel();
@@ -478,6 +480,7 @@ impl<S: Signal> Lifecycle for ExportHelper<S> {
                     crate::batching::run(
                         queue,
                         batch.limits(),
+                        batch.partition.metadata_keys.clone(),
                         batch.flush_timeout.0,
                         flush_requests,
                         BatchingCounters::default(),

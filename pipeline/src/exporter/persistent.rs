@@ -408,7 +408,13 @@ pub(super) async fn work<S: Signal>(inner: Arc<Inner<S>>) {
         return;
     };
     let Some(q) = p.queue().cloned() else { return };
-    let settings = inner.settings.queue.batch.clone().unwrap_or(DEFAULT_MERGE);
+    let settings = inner
+        .settings
+        .queue
+        .batch
+        .0
+        .clone()
+        .unwrap_or(DEFAULT_MERGE);
     let mut stop = p.stop_signal();
     while let Some(first) = q.pop().await {
         let deadline = tokio::time::Instant::now() + settings.flush_timeout.0;

@@ -1,4 +1,4 @@
-//! What the connector emits: alert events as log records (DESIGN §8) and the forecast band
+//! What the connector emits: alert events as log records (ARCHITECTURE.md §9) and the forecast band
 //! as gauges.
 
 use sluice_pipeline::proto::common::v1::{

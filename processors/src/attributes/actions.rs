@@ -28,7 +28,8 @@ pub enum Action {
         key: Option<String>,
         pattern: Option<Regex>,
     },
-    /// Replaces values with the SHA-256 of their content, as lowercase hex.
+    /// Replaces values with the SHA-256 of their content, as lowercase hex (`""` for values
+    /// with no hashable content).
     Hash {
         key: Option<String>,
         pattern: Option<Regex>,
@@ -126,10 +127,14 @@ fn apply(action: &Action, attrs: &mut Vec<KeyValue>) -> bool {
         Action::Hash { key, pattern } => {
             let mut changed = false;
             for kv in attrs.iter_mut().filter(|kv| selects(kv, key, pattern)) {
-                if let Some(input) = hash_input(kv.value.as_ref()) {
-                    kv.value = Some(string_value(hex::encode(Sha256::digest(&input))));
-                    changed = true;
-                }
+                // What cannot be hashed becomes the empty string, as in the OTel Collector:
+                // a hash action never lets the original value through.
+                let hashed = match hash_input(kv.value.as_ref()) {
+                    Some(input) => hex::encode(Sha256::digest(&input)),
+                    None => String::new(),
+                };
+                kv.value = Some(string_value(hashed));
+                changed = true;
             }
             changed
         }

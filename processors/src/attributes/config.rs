@@ -1,26 +1,46 @@
 //! The two processors' config sections (the OTel Collector's shape) and their validation into
 //! [`Action`]s and a [`Selector`], each error naming the key path and where it was written.
 
+use std::fmt;
+
 use regex::Regex;
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Pos, SignalKind};
-use sluice_pipeline::decode_config;
+use sluice_pipeline::config_keys::{ConfigWarnings, NoEffect, decode_section};
 use sluice_pipeline::proto::common::v1::any_value;
 
 use super::actions::{Action, Source};
 use super::matching::{
-    AttrCriterion, Criteria, LibraryCriterion, Patterns, SPAN_KINDS, Selector, ValueMatch,
+    AttrCriterion, Criteria, LibraryCriterion, Patterns, SPAN_KINDS, Selector, SeverityCriterion,
+    ValueMatch,
 };
 use super::value::{ConfigValue, ConvertedType, text};
+
+/// Keys of the OTel Collector's attributes processor that cannot mean anything in sluice.
+const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "*.regexp.cacheenabled",
+        "a cache of regular expression results in the Collector; sluice's matcher needs none",
+    ),
+    NoEffect::new(
+        "*.regexp.cachemaxnumentries",
+        "a cache of regular expression results in the Collector; sluice's matcher needs none",
+    ),
+];
 
 /// `processors: attributes:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributesConfig {
+    /// The actions, applied in order to every selected span, log record or data point.
+    /// Required, at least one.
     #[serde(default)]
     pub actions: Vec<ActionConfig>,
+    /// Only items matching this block are processed. Unset: all.
     #[serde(default)]
     pub include: Option<MatchConfig>,
+    /// Items matching this block are not processed. Unset: none excluded.
     #[serde(default)]
     pub exclude: Option<MatchConfig>,
 }
@@ -38,23 +58,31 @@ pub struct ResourceConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
+    /// The attribute the action works on.
     #[serde(default)]
     pub key: Option<String>,
+    /// `insert`, `update`, `upsert`, `delete`, `hash`, `extract` or `convert`, any case.
     pub action: ActionKind,
+    /// The literal value `insert`/`update`/`upsert` write.
     #[serde(default)]
     pub value: Option<ConfigValue>,
+    /// The attribute of the same item `insert`/`update`/`upsert` copy.
     #[serde(default)]
     pub from_attribute: Option<String>,
+    /// Request metadata (`metadata.<key>`, `auth.<attr>`, `client.address`): refused until
+    /// sluice carries it with the data.
     #[serde(default)]
     pub from_context: Option<String>,
+    /// `extract`: a regex with named groups over the value; `delete`/`hash`: a regex over keys.
     #[serde(default)]
     pub pattern: Option<String>,
+    /// `convert`: `int`, `double` or `string`.
     #[serde(default)]
     pub converted_type: Option<ConvertedType>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The action, read case-insensitively as the OTel Collector reads it (`INSERT` works).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActionKind {
     Insert,
     Update,
@@ -66,6 +94,16 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    const ALL: [ActionKind; 7] = [
+        ActionKind::Insert,
+        ActionKind::Update,
+        ActionKind::Upsert,
+        ActionKind::Delete,
+        ActionKind::Hash,
+        ActionKind::Extract,
+        ActionKind::Convert,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             ActionKind::Insert => "insert",
@@ -79,11 +117,109 @@ impl ActionKind {
     }
 }
 
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ActionKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an action name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ActionKind, E> {
+                let lower = v.to_ascii_lowercase();
+                ActionKind::ALL
+                    .into_iter()
+                    .find(|a| a.name() == lower)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = ActionKind::ALL.iter().map(|a| a.name()).collect();
+                        E::unknown_variant(v, Box::leak(names.into_boxed_slice()))
+                    })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `regexp:` in a match block (a cache of match results in the OTel Collector). Its two keys
+/// are warned about and taken out before decoding; anything else in it is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexpOptions {}
+
+/// `log_severity_number` of a match block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeverityNumberConfig {
+    /// The lowest severity number that matches (1..=24; `INFO` style names are accepted too).
+    /// Default 0: every record with a severity.
+    pub min: Option<SeverityNumber>,
+    /// Whether records without a severity (0) match. Default false.
+    pub match_undefined: bool,
+}
+
+/// A severity number as written: `9` or `INFO`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeverityNumber(pub i32);
+
+impl<'de> Deserialize<'de> for SeverityNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SeverityNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a severity number from 0 to 24, or a name such as INFO")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SeverityNumber, E> {
+                i32::try_from(v)
+                    .ok()
+                    .filter(|n| (0..=24).contains(n))
+                    .map(SeverityNumber)
+                    .ok_or_else(|| {
+                        E::custom(format!("severity number {v} is not between 0 and 24"))
+                    })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SeverityNumber, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SeverityNumber, E> {
+                severity_named(v)
+                    .map(SeverityNumber)
+                    .ok_or_else(|| E::custom(format!("'{v}' is not a valid severity")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `TRACE`..`FATAL4` (any case) as the OTLP severity number.
+fn severity_named(name: &str) -> Option<i32> {
+    const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let upper = name.to_ascii_uppercase();
+    let (level, step) = match upper.char_indices().find(|(_, c)| c.is_ascii_digit()) {
+        Some((i, _)) => (&upper[..i], upper[i..].parse::<i32>().ok()?),
+        None => (upper.as_str(), 1),
+    };
+    if !(1..=4).contains(&step) || (step == 1 && level.len() != upper.len()) {
+        return None;
+    }
+    let base = LEVELS.iter().position(|l| *l == level)? as i32;
+    Some(base * 4 + step)
+}
+
 /// `include:` or `exclude:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
-    pub match_type: MatchType,
+    /// `strict` (exact) or `regexp` (RE2, unanchored). Needed when names, kinds, bodies,
+    /// libraries or attribute values are matched.
+    #[serde(default)]
+    pub match_type: Option<MatchType>,
+    /// Cache options of the OTel Collector's regexp matcher (no effect).
+    #[serde(default)]
+    pub regexp: Option<RegexpOptions>,
+    /// Log records whose severity number is at least `min`.
+    #[serde(default)]
+    pub log_severity_number: Option<SeverityNumberConfig>,
     #[serde(default)]
     pub services: Vec<String>,
     #[serde(default)]
@@ -129,11 +265,11 @@ pub struct AttributeMatchConfig {
     pub value: Option<ConfigValue>,
 }
 
-/// A match property that only one signal has, checked once the pipeline's signal is known.
+/// A match property only some signals have, checked once the pipeline's signal is known.
 #[derive(Clone, Debug)]
 pub struct SignalOnly {
     pub field: &'static str,
-    pub signal: SignalKind,
+    pub signals: &'static [SignalKind],
     pub pos: Pos,
     pub path: String,
 }
@@ -144,31 +280,61 @@ pub struct AttributesSettings {
     pub actions: Vec<Action>,
     pub selector: Selector,
     pub signal_only: Vec<SignalOnly>,
+    /// Where `include.resources` / `exclude.resources` were written, for the metrics warning.
+    pub resources_at: Vec<(Pos, String)>,
 }
 
 impl AttributesSettings {
-    /// Errors for match properties the pipeline's signal does not have (`span_names` in a
-    /// logs pipeline would otherwise silently match nothing).
-    pub fn check_signal(&self, signal: SignalKind) -> Result<(), ConfigErrors> {
+    /// Errors for match properties the pipeline's signal does not have, as the OTel
+    /// Collector refuses them (`span_names` in a logs pipeline would otherwise silently match
+    /// nothing). In a metrics pipeline the OTel Collector selects by `metric_names` only and
+    /// leaves `resources` out: so does sluice, saying so.
+    pub fn check_signal(
+        &mut self,
+        signal: SignalKind,
+        warnings: &ConfigWarnings,
+    ) -> Result<(), ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        for s in self.signal_only.iter().filter(|s| s.signal != signal) {
+        for s in self
+            .signal_only
+            .iter()
+            .filter(|s| !s.signals.contains(&signal))
+        {
+            let names: Vec<&str> = s.signals.iter().map(|s| s.as_str()).collect();
             errors.push(Diagnostic::new(
                 Some(s.pos.clone()),
                 s.path.clone(),
                 format!(
                     "`{}` applies only to {}, and this processor is in a {} pipeline",
                     s.field,
-                    s.signal.as_str(),
+                    names.join(" and "),
                     signal.as_str()
                 ),
             ));
+        }
+        if signal == SignalKind::Metrics {
+            for (pos, path) in &self.resources_at {
+                warnings.push(Diagnostic::new(
+                    Some(pos.clone()),
+                    path.clone(),
+                    "accepted, has no effect in a metrics pipeline: the attributes processor \
+                     selects metrics by `metric_names` only (as the OTel Collector's does)",
+                ));
+            }
+            for c in [&mut self.selector.include, &mut self.selector.exclude]
+                .into_iter()
+                .flatten()
+            {
+                c.resources.clear();
+            }
         }
         errors.into_result(())
     }
 }
 
 const FROM_CONTEXT_UNSUPPORTED: &str = "`from_context` is not supported yet: sluice does not \
-     carry request metadata (client address, headers, auth) with the data; use `value` or \
+     carry request metadata (client headers with `metadata.`, authenticator attributes with \
+     `auth.`, `client.address`) through batches to the processors; use `value` or \
      `from_attribute`";
 
 /// A step in a key path.
@@ -253,29 +419,44 @@ impl<'c> Errors<'c> {
 }
 
 /// Decodes and checks an `attributes` processor section.
-pub fn attributes_settings(config: &ComponentConfig) -> Result<AttributesSettings, ConfigErrors> {
-    let raw: AttributesConfig = decode_config(config)?;
+pub fn attributes_settings(
+    config: &ComponentConfig,
+    warnings: &ConfigWarnings,
+) -> Result<AttributesSettings, ConfigErrors> {
+    let raw: AttributesConfig = decode_section(config, NO_EFFECT, warnings)?;
     let mut errors = Errors::new(config);
     let actions = compile_actions(&raw.actions, "actions", &mut errors);
     let mut signal_only = Vec::new();
+    let mut resources_at = Vec::new();
+    let mut block = |m: &MatchConfig, name: &'static str, errors: &mut Errors<'_>| {
+        if !m.resources.is_empty() {
+            let (pos, path) = errors.locate(&[Seg::Key(name), Seg::Key("resources")]);
+            resources_at.push((pos, path));
+        }
+        compile_criteria(m, name, errors, &mut signal_only)
+    };
     let include = raw
         .include
         .as_ref()
-        .map(|m| compile_criteria(m, "include", &mut errors, &mut signal_only));
+        .map(|m| block(m, "include", &mut errors));
     let exclude = raw
         .exclude
         .as_ref()
-        .map(|m| compile_criteria(m, "exclude", &mut errors, &mut signal_only));
+        .map(|m| block(m, "exclude", &mut errors));
     errors.list.into_result(AttributesSettings {
         actions,
         selector: Selector { include, exclude },
         signal_only,
+        resources_at,
     })
 }
 
 /// Decodes and checks a `resource` processor section.
-pub fn resource_actions(config: &ComponentConfig) -> Result<Vec<Action>, ConfigErrors> {
-    let raw: ResourceConfig = decode_config(config)?;
+pub fn resource_actions(
+    config: &ComponentConfig,
+    warnings: &ConfigWarnings,
+) -> Result<Vec<Action>, ConfigErrors> {
+    let raw: ResourceConfig = decode_section(config, &[], warnings)?;
     let list_key = if config
         .node
         .as_map()
@@ -453,7 +634,29 @@ fn compile_criteria(
     errors: &mut Errors<'_>,
     signal_only: &mut Vec<SignalOnly>,
 ) -> Criteria {
-    let regexp = m.match_type == MatchType::Regexp;
+    let names_given = [
+        &m.services,
+        &m.span_names,
+        &m.span_kinds,
+        &m.log_bodies,
+        &m.log_severity_texts,
+        &m.metric_names,
+    ]
+    .iter()
+    .any(|l| !l.is_empty())
+        || !m.libraries.is_empty()
+        || m.attributes
+            .iter()
+            .chain(&m.resources)
+            .any(|a| a.value.is_some());
+    if m.match_type.is_none() && names_given {
+        errors.push(
+            &[Seg::Key(block)],
+            "missing required key `match_type`: `strict` (exact) or `regexp`, needed to match \
+             names, kinds, bodies, libraries or attribute values",
+        );
+    }
+    let regexp = m.match_type == Some(MatchType::Regexp);
     let patterns = |errors: &mut Errors<'_>, field: &'static str, list: &[String]| {
         if list.is_empty() {
             return None;
@@ -530,22 +733,32 @@ fn compile_criteria(
             criteria.libraries.push(LibraryCriterion { name, version });
         }
     }
-    for (field, list, signal) in [
-        ("span_names", &m.span_names, SignalKind::Traces),
-        ("span_kinds", &m.span_kinds, SignalKind::Traces),
-        ("log_bodies", &m.log_bodies, SignalKind::Logs),
-        (
-            "log_severity_texts",
-            &m.log_severity_texts,
-            SignalKind::Logs,
-        ),
-        ("metric_names", &m.metric_names, SignalKind::Metrics),
+    if let Some(sev) = &m.log_severity_number {
+        criteria.log_severity_number = Some(SeverityCriterion {
+            min: sev.min.map_or(0, |n| n.0),
+            match_undefined: sev.match_undefined,
+        });
+    }
+    const TRACES: &[SignalKind] = &[SignalKind::Traces];
+    const LOGS: &[SignalKind] = &[SignalKind::Logs];
+    const METRICS: &[SignalKind] = &[SignalKind::Metrics];
+    const TRACES_LOGS: &[SignalKind] = &[SignalKind::Traces, SignalKind::Logs];
+    for (field, given, signals) in [
+        ("services", !m.services.is_empty(), TRACES),
+        ("span_names", !m.span_names.is_empty(), TRACES),
+        ("span_kinds", !m.span_kinds.is_empty(), TRACES),
+        ("log_bodies", !m.log_bodies.is_empty(), LOGS),
+        ("log_severity_texts", !m.log_severity_texts.is_empty(), LOGS),
+        ("log_severity_number", m.log_severity_number.is_some(), LOGS),
+        ("metric_names", !m.metric_names.is_empty(), METRICS),
+        ("attributes", !m.attributes.is_empty(), TRACES_LOGS),
+        ("libraries", !m.libraries.is_empty(), TRACES_LOGS),
     ] {
-        if !list.is_empty() {
+        if given {
             let (pos, path) = errors.locate(&[Seg::Key(block), Seg::Key(field)]);
             signal_only.push(SignalOnly {
                 field,
-                signal,
+                signals,
                 pos,
                 path,
             });
@@ -566,14 +779,15 @@ fn compile_criteria(
         && m.attributes.is_empty()
         && m.resources.is_empty()
         && m.span_kinds.is_empty()
-        && m.libraries.is_empty();
+        && m.libraries.is_empty()
+        && m.log_severity_number.is_none();
     if empty {
         errors.push(
             &[Seg::Key(block)],
             format!(
                 "`{block}` has nothing to match on: give at least one of `services`, \
                  `span_names`, `span_kinds`, `attributes`, `resources`, `libraries`, \
-                 `log_bodies`, `log_severity_texts`, `metric_names`"
+                 `log_bodies`, `log_severity_texts`, `log_severity_number`, `metric_names`"
             ),
         );
     }

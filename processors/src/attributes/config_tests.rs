@@ -472,27 +472,123 @@ fn properties_of_another_signal_are_rejected() {
 }
 
 #[test]
-fn services_resources_and_attributes_work_in_every_pipeline() {
+fn properties_are_checked_per_signal_as_the_collector_does() {
+    let cases = [
+        (SignalKind::Logs, "services", "traces"),
+        (SignalKind::Metrics, "services", "traces"),
+        (SignalKind::Metrics, "span_kinds", "traces"),
+        (SignalKind::Traces, "log_severity_texts", "logs"),
+    ];
+    for (pipeline, field, only) in cases {
+        let yaml = format!("{DEL}exclude: {{match_type: strict, {field}: [Server]}}");
+        one(
+            build_err(&AttributesProcessorFactory, pipeline, &yaml),
+            &format!("{A}.exclude.{field}"),
+            &format!("`{field}` applies only to {only}"),
+        );
+    }
+    for (pipeline, yaml) in [
+        (SignalKind::Metrics, "attributes: [{key: k}]"),
+        (SignalKind::Metrics, "libraries: [{name: l}]"),
+        (SignalKind::Traces, "log_severity_number: {min: 9}"),
+    ] {
+        let errors = build_err(
+            &AttributesProcessorFactory,
+            pipeline,
+            &format!("{DEL}include: {{match_type: strict, {yaml}}}"),
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].message.contains("applies only to"), "{errors:#?}");
+    }
+    // `resources` works everywhere, but selects nothing for metrics: said with a warning.
     for signal in SignalKind::ALL {
         let c = component(
             "attributes",
-            &format!(
-                "{DEL}include: {{match_type: strict, services: [a], attributes: [{{key: k}}], \
-                 resources: [{{key: r}}]}}"
-            ),
+            &format!("{DEL}include: {{match_type: strict, resources: [{{key: r}}]}}"),
         );
         let next = match signal {
             SignalKind::Traces => AnyConsumer::Traces(Arc::new(NullTraces)),
             SignalKind::Metrics => continue_with_metrics(),
             SignalKind::Logs => continue_with_logs(),
         };
+        let ctx = BuildContext::default();
         assert!(
-            AttributesProcessorFactory
-                .build(&c, next, &BuildContext::default())
-                .is_ok(),
+            AttributesProcessorFactory.build(&c, next, &ctx).is_ok(),
             "{signal:?}"
         );
+        let warned = ctx.warnings.take();
+        assert_eq!(
+            warned.len(),
+            usize::from(signal == SignalKind::Metrics),
+            "{signal:?}"
+        );
+        if let Some(w) = warned.first() {
+            assert_eq!(w.path, format!("{A}.include.resources"));
+            assert!(w.message.contains("metric_names"), "{}", w.message);
+        }
     }
+}
+
+#[test]
+fn regexp_cache_keys_are_accepted_with_a_warning() {
+    let c = component(
+        "attributes",
+        &format!(
+            "{DEL}include: {{match_type: regexp, span_names: [a], regexp: {{cacheenabled: true, cachemaxnumentries: 10}}}}"
+        ),
+    );
+    let ctx = BuildContext::default();
+    AttributesProcessorFactory
+        .build(&c, AnyConsumer::Traces(Arc::new(NullTraces)), &ctx)
+        .unwrap();
+    let paths: Vec<String> = ctx.warnings.take().into_iter().map(|d| d.path).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("{A}.include.regexp.cacheenabled"),
+            format!("{A}.include.regexp.cachemaxnumentries")
+        ]
+    );
+}
+
+#[test]
+fn action_names_are_case_insensitive() {
+    let c = component(
+        "attributes",
+        "actions: [{key: a, value: 1, action: INSERT}, {key: b, action: Delete}]",
+    );
+    assert!(
+        AttributesProcessorFactory
+            .build(
+                &c,
+                AnyConsumer::Traces(Arc::new(NullTraces)),
+                &BuildContext::default()
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn severity_numbers_are_checked() {
+    let d = one(
+        build_err(
+            &AttributesProcessorFactory,
+            SignalKind::Logs,
+            &format!("{DEL}include: {{log_severity_number: {{min: 25}}}}"),
+        ),
+        &format!("{A}.include.log_severity_number.min"),
+        "between 0 and 24",
+    );
+    assert!(d.pos.is_some());
+    one(
+        build_err(
+            &AttributesProcessorFactory,
+            SignalKind::Logs,
+            &format!("{DEL}include: {{log_severity_number: {{min: LOUD}}}}"),
+        ),
+        &format!("{A}.include.log_severity_number.min"),
+        "not a valid severity",
+    );
 }
 
 fn continue_with_metrics() -> AnyConsumer {

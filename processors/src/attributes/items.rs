@@ -18,6 +18,8 @@ pub struct ItemContext<'a> {
     pub span_kind: Option<i32>,
     pub log_body: Option<&'a AnyValue>,
     pub severity_text: Option<&'a str>,
+    /// The OTLP severity number of a log record.
+    pub severity_number: Option<i32>,
     pub metric_name: Option<&'a str>,
 }
 
@@ -73,6 +75,7 @@ impl AttributeItems for Logs {
                         scope,
                         log_body: record.body.as_ref(),
                         severity_text: Some(&record.severity_text),
+                        severity_number: Some(record.severity_number),
                         ..Default::default()
                     };
                     f(&ctx, &mut record.attributes);

@@ -63,8 +63,28 @@ pub struct Criteria {
     pub metric_names: Option<Patterns>,
     pub attributes: Vec<AttrCriterion>,
     pub resources: Vec<AttrCriterion>,
-    /// Any one must match the item's instrumentation scope.
+    /// Every one must match the item's instrumentation scope (as the OTel Collector checks
+    /// them).
     pub libraries: Vec<LibraryCriterion>,
+    pub log_severity_number: Option<SeverityCriterion>,
+}
+
+/// `log_severity_number`: at least `min`; records without a severity (0) match only when
+/// `match_undefined` says so.
+#[derive(Clone, Copy, Debug)]
+pub struct SeverityCriterion {
+    pub min: i32,
+    pub match_undefined: bool,
+}
+
+impl SeverityCriterion {
+    fn matches(&self, severity: Option<i32>) -> bool {
+        match severity {
+            None => false,
+            Some(0) => self.match_undefined,
+            Some(n) => n >= self.min,
+        }
+    }
 }
 
 /// `{name, version}`: the scope's name and, if given, its version.
@@ -133,7 +153,10 @@ impl Criteria {
             && names_match(&self.metric_names, ctx.metric_name)
             && self.attributes.iter().all(|c| c.matches(attrs))
             && self.resources.iter().all(|c| c.matches(ctx.resource))
-            && (self.libraries.is_empty() || self.libraries.iter().any(|l| l.matches(ctx.scope)))
+            && self.libraries.iter().all(|l| l.matches(ctx.scope))
+            && self
+                .log_severity_number
+                .is_none_or(|c| c.matches(ctx.severity_number))
     }
 }
 

@@ -47,10 +47,10 @@ impl ProcessorFactory for AttributesProcessorFactory {
         &self,
         config: &ComponentConfig,
         next: AnyConsumer,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
-        let settings = config::attributes_settings(config)?;
-        settings.check_signal(next.signal())?;
+        let mut settings = config::attributes_settings(config, &ctx.warnings)?;
+        settings.check_signal(next.signal(), &ctx.warnings)?;
         let shared = Arc::new(Shared {
             actions: settings.actions,
             selector: settings.selector,
@@ -135,9 +135,9 @@ impl ProcessorFactory for ResourceProcessorFactory {
         &self,
         config: &ComponentConfig,
         next: AnyConsumer,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
-        let actions = Arc::new(config::resource_actions(config)?);
+        let actions = Arc::new(config::resource_actions(config, &ctx.warnings)?);
         let consumer = next.wrap(&ResourceWrapper { actions })?;
         Ok(BuiltStage {
             consumer,

@@ -49,7 +49,10 @@ fn kv(key: &str, value: AnyValue) -> KeyValue {
     }
 }
 fn sha(text: &str) -> AnyValue {
-    s(&hex::encode(Sha256::digest(text.as_bytes())))
+    sha_bytes(text.as_bytes())
+}
+fn sha_bytes(bytes: &[u8]) -> AnyValue {
+    s(&hex::encode(Sha256::digest(bytes)))
 }
 
 /// Records what reaches the next stage and acknowledges it.
@@ -374,9 +377,27 @@ actions:
         ],
         vec![
             kv("user.email", sha("a@b.c")),
-            kv("card.number", sha("4111")),
-            kv("card.valid", sha("true")),
+            kv("card.number", sha_bytes(&4111i64.to_le_bytes())),
+            kv("card.valid", sha_bytes(&[1])),
             kv("other", s("x")),
+        ],
+    )
+    .await;
+    // As the OTel Collector: a double hashes its IEEE bits, and what has no hashable content
+    // (bytes, lists, maps, the empty string) becomes "".
+    on_every_signal(
+        "actions: [{pattern: '^v', action: hash}]",
+        vec![
+            kv("v.double", dbl(1.5)),
+            kv("v.bytes", av(any_value::Value::BytesValue(vec![1, 2]))),
+            kv("v.empty", s("")),
+            kv("v.false", boolean(false)),
+        ],
+        vec![
+            kv("v.double", sha_bytes(&1.5f64.to_bits().to_le_bytes())),
+            kv("v.bytes", s("")),
+            kv("v.empty", s("")),
+            kv("v.false", sha_bytes(&[0])),
         ],
     )
     .await;
@@ -825,8 +846,39 @@ async fn logs_match_on_bodies_severity_services_and_attributes() {
     assert_eq!(logs_tagged(f, some_logs()).await, [false, true, false]);
     let f = "include: {match_type: regexp, log_severity_texts: ['^ERR']}";
     assert_eq!(logs_tagged(f, some_logs()).await, [false, true, false]);
-    let f = "include: {match_type: strict, services: [worker], attributes: [{key: job}]}";
+    let f = "include: {match_type: strict, resources: [{key: service.name, value: worker}], attributes: [{key: job}]}";
     assert_eq!(logs_tagged(f, some_logs()).await, [false, false, true]);
+    // Attributes without a value need no match type.
+    let f = "include: {attributes: [{key: job}]}";
+    assert_eq!(logs_tagged(f, some_logs()).await, [false, false, true]);
+}
+
+#[tokio::test]
+async fn logs_match_on_a_minimum_severity_number() {
+    let input = || {
+        let mut l = logs(
+            "api",
+            &[
+                ("debug", "DEBUG", vec![]),
+                ("info", "INFO", vec![]),
+                ("error", "ERROR", vec![]),
+                ("none", "", vec![]),
+            ],
+        );
+        for (record, n) in l.scope_logs[0].log_records.iter_mut().zip([5, 9, 17, 0]) {
+            record.severity_number = n;
+        }
+        vec![l]
+    };
+    let f = "include: {log_severity_number: {min: 9}}";
+    assert_eq!(logs_tagged(f, input()).await, [false, true, true, false]);
+    let f = "include: {log_severity_number: {min: INFO, match_undefined: true}}";
+    assert_eq!(logs_tagged(f, input()).await, [false, true, true, true]);
+    let f = "exclude: {log_severity_number: {min: 17}}";
+    assert_eq!(logs_tagged(f, input()).await, [true, true, false, true]);
+    // Unset min: every record with a severity.
+    let f = "include: {log_severity_number: {}}";
+    assert_eq!(logs_tagged(f, input()).await, [true, true, true, false]);
 }
 
 #[tokio::test]
@@ -846,9 +898,10 @@ async fn metrics_match_on_names_for_every_point_type() {
     let f = r#"include: {match_type: regexp, metric_names: ['^http\.']}"#;
     let want: Vec<bool> = (0..10).map(|i| i < 5).collect();
     assert_eq!(metrics_tagged(f, input()).await, want);
-    let f = "exclude: {match_type: strict, attributes: [{key: route, value: /a}]}";
-    let want: Vec<bool> = (0..10).map(|i| i >= 5).collect();
-    assert_eq!(metrics_tagged(f, input()).await, want);
+    // As the OTel Collector, metrics are selected by their names only: `resources` is
+    // accepted and left out (with a warning), so this include selects everything.
+    let f = "include: {match_type: strict, resources: [{key: nope}]}";
+    assert_eq!(metrics_tagged(f, input()).await, vec![true; 10]);
 }
 
 // ---- the batch around the edits ----
@@ -968,7 +1021,13 @@ async fn libraries_match_scope_name_and_optional_version() {
         traces_tagged(f, kinds_and_scopes()).await,
         [false, false, true, true]
     );
+    // Every entry must match, as the OTel Collector checks them: one scope cannot be both.
     let f = "include: {match_type: strict, libraries: [{name: io.db, version: 1.0.0}, {name: io.http, version: 1.2.0}]}";
+    assert_eq!(
+        traces_tagged(f, kinds_and_scopes()).await,
+        [false, false, false, false]
+    );
+    let f = "include: {match_type: regexp, libraries: [{name: '^io\\.'}, {name: http}]}";
     assert_eq!(
         traces_tagged(f, kinds_and_scopes()).await,
         [true, true, false, false]

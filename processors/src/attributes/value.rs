@@ -209,13 +209,18 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The bytes `hash` digests: a string's or bytes value's own bytes, the text form of anything
-/// else. `None` for an empty value, which is left alone.
+/// The bytes `hash` digests, as the OTel Collector feeds them to SHA-256: a string's bytes, one
+/// byte 1/0 for a bool, the 8 little-endian bytes of an int or of a double's bits. `None` for
+/// every other value (bytes, lists, maps, empty) and the empty string, which become `""`.
 pub fn hash_input(value: Option<&AnyValue>) -> Option<Vec<u8>> {
-    match value.and_then(|v| v.value.as_ref()) {
-        None | Some(any_value::Value::StringValueStrindex(_)) => None,
-        Some(any_value::Value::BytesValue(b)) => Some(b.clone()),
-        Some(_) => Some(text(value).into_bytes()),
+    use any_value::Value as V;
+    match value.and_then(|v| v.value.as_ref())? {
+        V::StringValue(s) if s.is_empty() => None,
+        V::StringValue(s) => Some(s.as_bytes().to_vec()),
+        V::BoolValue(b) => Some(vec![u8::from(*b)]),
+        V::IntValue(i) => Some(i.to_le_bytes().to_vec()),
+        V::DoubleValue(d) => Some(d.to_bits().to_le_bytes().to_vec()),
+        _ => None,
     }
 }
 

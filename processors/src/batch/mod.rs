@@ -1,6 +1,7 @@
 //! The `batch` processor: merges small batches into larger ones (fewer, bigger exports) and
 //! splits oversized ones, flushing on size or after a timeout.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -9,10 +10,11 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use sluice_config::{ByteSize, ComponentConfig, ConfigErrors, Diagnostic, Duration, SignalKind};
 use sluice_pipeline::batch::settle_all;
-use sluice_pipeline::batching::{self, BatchLimits, BatchingCounters, FlushRequest};
+use sluice_pipeline::batching::{self, BatchLimits, BatchingCounters, FlushRequest, PartitionKey};
 use sluice_pipeline::exporter::Sizer;
+use sluice_pipeline::metadata::ClientMetadata;
 use sluice_pipeline::queue::{PushError, SizedQueue};
-use sluice_pipeline::telemetry::Counter;
+use sluice_pipeline::telemetry::{Counter, Gauge};
 use sluice_pipeline::{
     Ack, AckPoint, AnyConsumer, Batch, BuildContext, BuiltStage, Consumer, DeliveryError,
     DynConsumer, FactoryInfo, Lifecycle, ProcessorFactory, Signal, SignalConsumer, StartError,
@@ -26,12 +28,13 @@ use tokio::time::Instant;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Items (spans, data points, log records) that trigger a send (default 8192; 0 sends on
-    /// the timeout only).
+    /// Items (spans, data points, log records) that trigger a send (default 8192). As in the
+    /// OTel Collector, 0 sends every request on at once (cut to `send_batch_max_size`).
     pub send_batch_size: usize,
     /// Upper bound on items in one outgoing batch; larger ones are split (default 0: none).
     pub send_batch_max_size: usize,
-    /// Longest time data waits for a batch to fill (default 200ms).
+    /// Longest time data waits for a batch to fill (default 200ms); 0 sends every request on
+    /// at once, as `send_batch_size: 0` does.
     pub timeout: Duration,
     /// Upper bound on one outgoing batch's encoded size; larger ones are split (default 3MiB;
     /// 0: none). Keeps batches under the 4 MiB message limit OTLP/gRPC servers (the OTel
@@ -40,6 +43,13 @@ pub struct BatchConfig {
     /// How much data may wait inside the processor before senders are made to wait
     /// (default 32MiB).
     pub buffer_size: ByteSize,
+    /// Client metadata keys (receivers' `include_metadata`): one batch per distinct
+    /// combination of their values, each keeping those keys for the stages after (default
+    /// none: one batch).
+    pub metadata_keys: Vec<String>,
+    /// Most distinct combinations of `metadata_keys` values over the process's life; data of
+    /// a new combination beyond it is refused permanently (default 1000; 0: no limit).
+    pub metadata_cardinality_limit: usize,
 }
 
 impl Default for BatchConfig {
@@ -50,6 +60,8 @@ impl Default for BatchConfig {
             timeout: Duration(StdDuration::from_millis(200)),
             send_batch_max_bytes: ByteSize(3 * 1024 * 1024),
             buffer_size: ByteSize(32 * 1024 * 1024),
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: 1000,
         }
     }
 }
@@ -73,6 +85,19 @@ impl ProcessorFactory for BatchProcessorFactory {
         ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
         let cfg: BatchConfig = decode_config(config)?;
+        let mut seen = BTreeSet::new();
+        for key in &cfg.metadata_keys {
+            if !seen.insert(key.to_ascii_lowercase()) {
+                return Err(sluice_pipeline::config_keys::problem(
+                    config,
+                    "metadata_keys",
+                    format!(
+                        "duplicate entry in metadata_keys: `{key}` (keys are not case-sensitive)"
+                    ),
+                )
+                .into());
+            }
+        }
         if cfg.send_batch_max_size > 0 && cfg.send_batch_max_size < cfg.send_batch_size {
             return Err(Diagnostic::new(
                 Some(config.node.pos.clone()),
@@ -136,6 +161,12 @@ impl WrapConsumer for Builder {
                 )),
             },
             held: Arc::new(AtomicUsize::new(0)),
+            partitions: Arc::new(Mutex::new(BTreeSet::new())),
+            cardinality: metrics.gauge(
+                "otelcol_processor_batch_metadata_cardinality",
+                "Number of distinct metadata value combinations being processed",
+                &labels,
+            ),
             lost: metrics.counter(
                 &format!("sluice_processor_dropped_{}", S::ITEM_NAME),
                 &format!(
@@ -169,9 +200,39 @@ pub struct BatchProcessor<S: Signal> {
     /// Items the batching task holds (accumulated, or being handed on).
     held: Arc<AtomicUsize>,
     lost: Counter,
+    /// Every combination of `metadata_keys` values seen, to apply the cardinality limit.
+    partitions: Arc<Mutex<BTreeSet<PartitionKey>>>,
+    cardinality: Gauge,
 }
 
 impl<S: Signal> BatchProcessor<S> {
+    /// Whether each request goes on at once instead of waiting to be merged.
+    fn immediate(&self) -> bool {
+        self.cfg.send_batch_size == 0 || self.cfg.timeout.0.is_zero()
+    }
+
+    /// Refuses a request of a new metadata combination beyond the cardinality limit.
+    fn admit_partition(&self, batch: &Batch<S>) -> Result<(), DeliveryError> {
+        if self.cfg.metadata_keys.is_empty() {
+            return Ok(());
+        }
+        let key = ClientMetadata::partition_key(batch.metadata(), &self.cfg.metadata_keys);
+        let mut seen = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&key) {
+            return Ok(());
+        }
+        let limit = self.cfg.metadata_cardinality_limit;
+        if limit > 0 && seen.len() >= limit {
+            return Err(DeliveryError::permanent(format!(
+                "{}: too many batcher metadata-value combinations (metadata_cardinality_limit {limit})",
+                self.name
+            )));
+        }
+        seen.insert(key);
+        self.cardinality
+            .set(i64::try_from(seen.len()).unwrap_or(i64::MAX));
+        Ok(())
+    }
     fn limits(&self) -> BatchLimits {
         self.cfg.limits()
     }
@@ -191,9 +252,9 @@ impl<S: Signal> BatchProcessor<S> {
         settle_all(acks, &outcome);
     }
 
-    /// In front of a persistent queue the request must reach the log before its answer, so
-    /// nothing is held here: each request goes on at once, cut to the caps, and the
-    /// exporter's queue merges records when it reads them back.
+    /// Each request goes on at once, cut to the caps: with `timeout: 0` or `send_batch_size:
+    /// 0`, and in front of a persistent queue, where the request must reach the log before its
+    /// answer (the exporter's queue merges records when it reads them back).
     async fn pass_on(&self, mut batch: Batch<S>) {
         let limits = self.limits();
         let max_items = if limits.max == 0 {
@@ -233,6 +294,13 @@ impl BatchConfig {
 #[async_trait]
 impl<S: Signal> Consumer<S> for BatchProcessor<S> {
     async fn consume(&self, batch: Batch<S>) {
+        if let Err(refused) = self.admit_partition(&batch) {
+            batch.settle(&Err(refused));
+            return;
+        }
+        if self.immediate() {
+            return self.pass_on(batch).await;
+        }
         match self.next.ack_point() {
             AckPoint::Memory => self.hold(batch).await,
             AckPoint::Stored => self.pass_on(batch).await,
@@ -307,6 +375,7 @@ impl<S: Signal> Lifecycle for BatchProcessor<S> {
         let task = tokio::spawn(batching::run(
             self.input.clone(),
             self.limits(),
+            self.cfg.metadata_keys.clone(),
             self.cfg.timeout.0,
             flushes,
             self.counters.clone(),

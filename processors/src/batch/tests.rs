@@ -161,3 +161,76 @@ async fn holds_answers_until_delivery_when_delivery_is_asked_for() {
     assert_eq!(waiter.await, Ok(()));
     lifecycle.shutdown(later(1)).await;
 }
+
+fn processor_with(next: Arc<Collect>, cfg: BatchConfig) -> (DynConsumer<Logs>, Arc<dyn Lifecycle>) {
+    let builder = Builder {
+        cfg,
+        name: "batch".into(),
+        ctx: BuildContext::default(),
+        lifecycle: Mutex::new(None),
+    };
+    let consumer = builder.wrap::<Logs>(next).unwrap();
+    let lifecycle = builder.lifecycle.lock().unwrap().take().unwrap();
+    (consumer, lifecycle)
+}
+
+/// As in the OTel Collector, `timeout: 0` and `send_batch_size: 0` send each request on at
+/// once (cut to `send_batch_max_size`) instead of merging.
+#[tokio::test]
+async fn a_zero_timeout_or_trigger_sends_each_request_on_at_once() {
+    for cfg in [
+        BatchConfig {
+            timeout: Duration(StdDuration::ZERO),
+            send_batch_max_size: 4,
+            send_batch_size: 2,
+            ..BatchConfig::default()
+        },
+        BatchConfig {
+            send_batch_size: 0,
+            send_batch_max_size: 4,
+            ..BatchConfig::default()
+        },
+    ] {
+        let next = Collect::new(AckPoint::Memory);
+        let (consumer, lifecycle) = processor_with(next.clone(), cfg);
+        lifecycle.start().await.unwrap();
+        send(&consumer, 3).await.await.unwrap();
+        send(&consumer, 6).await.await.unwrap();
+        assert_eq!(*next.got.lock().unwrap(), vec![3, 4, 2]);
+        lifecycle.shutdown(later(1)).await;
+    }
+}
+
+fn from_tenant(tenant: &str, n: usize) -> Batch<Logs> {
+    let mut m = sluice_pipeline::metadata::ClientMetadata::default();
+    m.add("X-Tenant", tenant);
+    logs(n).with_metadata(Arc::new(m))
+}
+
+/// `metadata_keys` batches each tenant apart, and `metadata_cardinality_limit` refuses a new
+/// tenant beyond the limit, permanently, while known tenants go on.
+#[tokio::test]
+async fn metadata_keys_partition_and_the_cardinality_limit_refuses_new_combinations() {
+    let next = Collect::new(AckPoint::Memory);
+    let cfg = BatchConfig {
+        timeout: Duration(HOUR),
+        metadata_keys: vec!["x-tenant".into()],
+        metadata_cardinality_limit: 2,
+        ..BatchConfig::default()
+    };
+    let (consumer, lifecycle) = processor_with(next.clone(), cfg);
+    lifecycle.start().await.unwrap();
+    for (tenant, n) in [("a", 1), ("b", 2), ("a", 3)] {
+        let (ack, waiter) = Ack::new();
+        consumer.consume(from_tenant(tenant, n).with_ack(ack)).await;
+        assert_eq!(waiter.await, Ok(()));
+    }
+    let (ack, waiter) = Ack::new();
+    consumer.consume(from_tenant("c", 1).with_ack(ack)).await;
+    assert!(matches!(waiter.await, Err(DeliveryError::Permanent { .. })));
+    lifecycle.flush(later(10)).await;
+    let mut got = next.got.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, vec![2, 4]);
+    lifecycle.shutdown(later(1)).await;
+}

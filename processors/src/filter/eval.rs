@@ -16,7 +16,7 @@ use sluice_pipeline::proto::resource::v1::Resource;
 use sluice_pipeline::proto::trace::v1::{Span, span::Event};
 
 use super::lexer::CmpOp;
-use super::parser::{Expr, Key, Literal, Operand, Path};
+use super::parser::{Expr, Key, Literal, Operand, Path, ValueType};
 use super::paths::Field;
 
 /// A failure while evaluating (not a false result); what happens next is the `error_mode`'s call.
@@ -116,6 +116,7 @@ fn operand<'a>(op: &'a Operand, item: &Item<'a>) -> Result<Val<'a>, EvalError> {
             Literal::Double(x) => Val::Double(*x),
             Literal::Str(s) => Val::Str(Cow::Borrowed(s)),
             Literal::Bytes(b) => Val::Bytes(Cow::Borrowed(b)),
+            Literal::Composite(v) => any(Some(v)),
         },
         Operand::Path(path) => read(path, item),
         Operand::IsMatch(target, regex) => {
@@ -136,7 +137,48 @@ fn operand<'a>(op: &'a Operand, item: &Item<'a>) -> Result<Val<'a>, EvalError> {
             };
             Val::Bool(regex.is_match(&text))
         }
+        Operand::IsType(target, ty) => {
+            let v = operand(target, item)?;
+            Val::Bool(matches!(
+                (ty, v),
+                (ValueType::String, Val::Str(_))
+                    | (ValueType::Int, Val::Int(_))
+                    | (ValueType::Double, Val::Double(_))
+                    | (ValueType::Bool, Val::Bool(_))
+                    | (ValueType::Map, Val::Map(_))
+                    | (ValueType::List, Val::Array(_))
+            ))
+        }
+        Operand::AnyDataPoint(condition) => {
+            let Some(metric) = item.metric else {
+                return Ok(Val::Bool(false));
+            };
+            for point in points(metric) {
+                let at_point = Item {
+                    point: Some(point),
+                    ..*item
+                };
+                if eval(condition, &at_point)? {
+                    return Ok(Val::Bool(true));
+                }
+            }
+            Val::Bool(false)
+        }
     })
+}
+
+/// Every data point of a metric, whatever its type, in order.
+pub fn points(metric: &Metric) -> Vec<Point<'_>> {
+    match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.iter().map(Point::Number).collect(),
+        Some(Data::Sum(s)) => s.data_points.iter().map(Point::Number).collect(),
+        Some(Data::Histogram(h)) => h.data_points.iter().map(Point::Histogram).collect(),
+        Some(Data::ExponentialHistogram(h)) => {
+            h.data_points.iter().map(Point::Exponential).collect()
+        }
+        Some(Data::Summary(s)) => s.data_points.iter().map(Point::Summary).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// OTTL's comparison rules: nil equals only nil; ints and doubles compare as numbers;
@@ -239,6 +281,9 @@ fn field<'a>(f: Field, item: &Item<'a>) -> Val<'a> {
         F::ScopeName => Some(text(it.scope.map_or("", |s| &s.name))),
         F::ScopeVersion => Some(text(it.scope.map_or("", |s| &s.version))),
         F::ScopeAttributes => Some(Val::Map(it.scope.map_or(&[][..], |s| &s.attributes))),
+        F::ScopeDroppedAttributesCount => Some(Val::Int(
+            it.scope.map_or(0, |s| s.dropped_attributes_count.into()),
+        )),
 
         F::SpanName => it.span.map(|s| text(&s.name)),
         F::SpanAttributes => it.span.map(|s| Val::Map(&s.attributes)),

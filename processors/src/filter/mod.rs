@@ -1,5 +1,7 @@
-//! The `filter` processor: drops spans, span events, metrics, data points and log records
-//! for which any of the configured OTTL conditions holds, as the OTel Collector's does.
+//! The `filter` processor: drops resources, scopes, spans, span events, metrics, data points
+//! and log records for which any of the configured conditions holds, as the OTel Collector's
+//! does. OTTL conditions (in every form the Collector accepts) and the legacy include/exclude
+//! blocks are compiled into the same conditions and run by the same evaluator.
 //!
 //! Conditions are parsed and checked against their context when the config is built, so a
 //! typo fails `sluice validate` instead of the first batch. Each batch is first read to decide
@@ -8,13 +10,18 @@
 
 mod config;
 mod eval;
+mod exprlang;
+mod legacy;
 mod lexer;
 mod logs;
 mod metrics;
 mod parser;
 mod paths;
+mod program;
 mod traces;
 
+#[cfg(test)]
+mod legacy_tests;
 #[cfg(test)]
 mod parse_tests;
 #[cfg(test)]
@@ -31,9 +38,10 @@ use sluice_pipeline::{
     FactoryInfo, Logs, Metrics, ProcessorFactory, Signal, SignalConsumer, Traces, WrapConsumer,
 };
 
-use config::Program;
-pub use config::{ErrorMode, FilterConfig};
+pub use config::FilterConfig;
 use eval::EvalError;
+pub use program::ErrorMode;
+use program::Program;
 
 pub struct FilterProcessorFactory;
 
@@ -43,7 +51,7 @@ impl ProcessorFactory for FilterProcessorFactory {
             type_name: "filter",
             aliases: &[],
             signals: &SignalKind::ALL,
-            description: "drops spans, span events, metrics, data points and log records matching OTTL conditions",
+            description: "drops resources, scopes, spans, span events, metrics, data points and log records matching OTTL conditions or include/exclude blocks",
         }
     }
 
@@ -53,7 +61,7 @@ impl ProcessorFactory for FilterProcessorFactory {
         next: AnyConsumer,
         ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
-        let program = Arc::new(Program::build(config)?);
+        let program = Arc::new(config::build(config, &ctx.warnings)?);
         let builder = Builder {
             program,
             name: config.id.to_string(),
@@ -68,33 +76,80 @@ impl ProcessorFactory for FilterProcessorFactory {
     }
 }
 
-/// Which items of one signal a batch loses, decided before anything is copied: one flag per
-/// outer item (span, metric, log record) and one per inner item (span event, data point) of
-/// the outer items kept, both in document order.
+/// Which parts of one signal a batch loses, decided before anything is copied: one flag per
+/// resource, per scope of the resources kept, per outer item (span, metric, log record) of
+/// the scopes kept and per inner item (span event, data point) of the outer items kept, each
+/// in document order.
 #[derive(Default)]
 pub struct Plan {
+    resources: Vec<bool>,
+    scopes: Vec<bool>,
     outer: Vec<bool>,
     inner: Vec<bool>,
     any: bool,
 }
 
 impl Plan {
-    fn outer(&mut self, drop: bool) {
-        self.outer.push(drop);
-        self.any |= drop;
+    fn mark(list: &mut Vec<bool>, any: &mut bool, drop: bool) -> bool {
+        list.push(drop);
+        *any |= drop;
+        drop
     }
 
-    fn inner(&mut self, drop: bool) {
-        self.inner.push(drop);
-        self.any |= drop;
+    /// Notes whether a resource goes; returns the same flag.
+    fn resource(&mut self, drop: bool) -> bool {
+        Self::mark(&mut self.resources, &mut self.any, drop)
+    }
+
+    fn scope(&mut self, drop: bool) -> bool {
+        Self::mark(&mut self.scopes, &mut self.any, drop)
+    }
+
+    fn outer(&mut self, drop: bool) -> bool {
+        Self::mark(&mut self.outer, &mut self.any, drop)
+    }
+
+    fn inner(&mut self, drop: bool) -> bool {
+        Self::mark(&mut self.inner, &mut self.any, drop)
     }
 
     fn if_any(self) -> Option<Plan> {
         self.any.then_some(self)
     }
 
-    fn into_iters(self) -> (std::vec::IntoIter<bool>, std::vec::IntoIter<bool>) {
-        (self.outer.into_iter(), self.inner.into_iter())
+    fn into_steps(self) -> Steps {
+        Steps {
+            resources: self.resources.into_iter(),
+            scopes: self.scopes.into_iter(),
+            outer: self.outer.into_iter(),
+            inner: self.inner.into_iter(),
+        }
+    }
+}
+
+/// A plan read back in the same order it was made.
+struct Steps {
+    resources: std::vec::IntoIter<bool>,
+    scopes: std::vec::IntoIter<bool>,
+    outer: std::vec::IntoIter<bool>,
+    inner: std::vec::IntoIter<bool>,
+}
+
+impl Steps {
+    fn resource(&mut self) -> bool {
+        self.resources.next().unwrap_or(false)
+    }
+
+    fn scope(&mut self) -> bool {
+        self.scopes.next().unwrap_or(false)
+    }
+
+    fn outer(&mut self) -> bool {
+        self.outer.next().unwrap_or(false)
+    }
+
+    fn inner(&mut self) -> bool {
+        self.inner.next().unwrap_or(false)
     }
 }
 
@@ -151,7 +206,7 @@ impl WrapConsumer for Builder {
         let p = &self.program;
         // A signal without conditions passes straight through: no stage, no cost.
         let wrapped = match S::to_any(next) {
-            AnyConsumer::Traces(next) if !(p.span.is_empty() && p.spanevent.is_empty()) => {
+            AnyConsumer::Traces(next) if !p.traces.is_empty() => {
                 AnyConsumer::Traces(self.stage::<Traces, _>(
                     traces::TracesFilter(p.clone()),
                     next,
@@ -159,7 +214,7 @@ impl WrapConsumer for Builder {
                     "spans",
                 ))
             }
-            AnyConsumer::Metrics(next) if !(p.metric.is_empty() && p.datapoint.is_empty()) => {
+            AnyConsumer::Metrics(next) if !p.metrics.is_empty() => {
                 AnyConsumer::Metrics(self.stage::<Metrics, _>(
                     metrics::MetricsFilter(p.clone()),
                     next,
@@ -167,7 +222,7 @@ impl WrapConsumer for Builder {
                     "data points",
                 ))
             }
-            AnyConsumer::Logs(next) if !p.log_record.is_empty() => {
+            AnyConsumer::Logs(next) if !p.logs.is_empty() => {
                 AnyConsumer::Logs(self.stage::<Logs, _>(
                     logs::LogsFilter(p.clone()),
                     next,

@@ -39,6 +39,9 @@ fn operand(o: &Operand) -> String {
             s
         }
         Operand::IsMatch(t, r) => format!("IsMatch({}, {:?})", operand(t), r.as_str()),
+        Operand::IsType(t, ty) => format!("Is{ty:?}({})", operand(t)),
+        Operand::AnyDataPoint(e) => format!("AnyDataPoint{}", show(e)),
+        Operand::Lit(Literal::Composite(v)) => format!("{v:?}"),
     }
 }
 

@@ -59,12 +59,35 @@ pub enum Operand {
     Lit(Literal),
     Path(Path),
     IsMatch(Box<Operand>, Regex),
+    /// OTTL's `IsString(x)`, `IsInt(x)`, ...: whether the value has that type.
+    IsType(Box<Operand>, ValueType),
+    /// Whether any data point of the metric satisfies the condition, which reads the data
+    /// point context: the filter's `HasAttrOnDatapoint` family, and the legacy `expr` blocks
+    /// (evaluated per data point, matching the metric when one point matches).
+    AnyDataPoint(Box<Expr>),
 }
 
 impl Operand {
     fn is_boolean(&self) -> bool {
-        matches!(self, Operand::Lit(Literal::Bool(_)) | Operand::IsMatch(..))
+        matches!(
+            self,
+            Operand::Lit(Literal::Bool(_))
+                | Operand::IsMatch(..)
+                | Operand::IsType(..)
+                | Operand::AnyDataPoint(_)
+        )
     }
+}
+
+/// The value types OTTL's `Is<Type>` converters test for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    String,
+    Int,
+    Double,
+    Bool,
+    Map,
+    List,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +98,9 @@ pub enum Literal {
     Double(f64),
     Str(String),
     Bytes(Vec<u8>),
+    /// A list or map value, compared for equality as a whole (what the legacy blocks'
+    /// strict attribute values may be; OTTL writes these as `[...]` and `{...}` literals).
+    Composite(sluice_pipeline::proto::common::v1::AnyValue),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -397,10 +423,23 @@ impl Parser {
         let Tok::Ident(name) = name_tok.tok else {
             return Err(ParseError::new(name_tok.col, "expected a function name"));
         };
-        if name != "IsMatch" {
+        let function = Function::named(&name).ok_or_else(|| {
+            ParseError::new(
+                name_tok.col,
+                format!(
+                    "unknown function '{name}'; supported: {}",
+                    Function::ALL
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        if function.metric_only() && self.ctx != Context::Metric {
             return Err(ParseError::new(
                 name_tok.col,
-                format!("unknown function '{name}'; supported: IsMatch"),
+                format!("{name} can only be used in metric conditions"),
             ));
         }
         self.bump(); // '(': the lookahead that made this a call
@@ -437,37 +476,153 @@ impl Parser {
                 }
             }
         }
+        if args.len() != function.arity() {
+            return Err(ParseError::new(name_tok.col, function.usage()));
+        }
         let mut args = args.into_iter();
-        let (Some((_, target)), Some((pattern_col, pattern)), None) =
-            (args.next(), args.next(), args.next())
-        else {
-            return Err(ParseError::new(
-                name_tok.col,
-                "IsMatch takes two arguments: IsMatch(target, \"regex\")",
-            ));
+        let mut next = || {
+            args.next()
+                .unwrap_or((name_tok.col, Operand::Lit(Literal::Nil)))
         };
-        let Operand::Lit(Literal::Str(pattern)) = pattern else {
-            return Err(ParseError::new(
-                pattern_col,
-                "the pattern of IsMatch must be a string literal",
-            ));
-        };
-        let regex = Regex::new(&pattern).map_err(|e| {
-            // regex's message draws the pattern over several lines; its last line says why.
-            let text = e.to_string();
-            let why = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid")
-                .trim()
-                .trim_start_matches("error: ")
-                .to_string();
-            ParseError::new(
-                pattern_col,
-                format!("invalid regular expression {pattern:?}: {why}"),
-            )
-        })?;
-        Ok(Operand::IsMatch(Box::new(target), regex))
+        Ok(match function {
+            Function::IsMatch => {
+                let (_, target) = next();
+                let (pattern_col, pattern) = next();
+                let Operand::Lit(Literal::Str(pattern)) = pattern else {
+                    return Err(ParseError::new(
+                        pattern_col,
+                        "the pattern of IsMatch must be a string literal",
+                    ));
+                };
+                let regex = compile_regex(&pattern).map_err(|why| {
+                    ParseError::new(
+                        pattern_col,
+                        format!("invalid regular expression {pattern:?}: {why}"),
+                    )
+                })?;
+                Operand::IsMatch(Box::new(target), regex)
+            }
+            Function::Is(ty) => Operand::IsType(Box::new(next().1), ty),
+            Function::HasAttrKeyOnDatapoint => {
+                let key = string_arg(next(), &name)?;
+                Operand::AnyDataPoint(Box::new(Expr::Cmp(
+                    point_attribute(key),
+                    CmpOp::Ne,
+                    Operand::Lit(Literal::Nil),
+                )))
+            }
+            Function::HasAttrOnDatapoint => {
+                let key = string_arg(next(), &name)?;
+                let value = string_arg(next(), &name)?;
+                Operand::AnyDataPoint(Box::new(Expr::Cmp(
+                    point_attribute(key),
+                    CmpOp::Eq,
+                    Operand::Lit(Literal::Str(value)),
+                )))
+            }
+        })
     }
+}
+
+/// The functions conditions may call.
+#[derive(Clone, Copy)]
+enum Function {
+    IsMatch,
+    Is(ValueType),
+    HasAttrKeyOnDatapoint,
+    HasAttrOnDatapoint,
+}
+
+impl Function {
+    const ALL: [Function; 9] = [
+        Function::IsMatch,
+        Function::Is(ValueType::String),
+        Function::Is(ValueType::Int),
+        Function::Is(ValueType::Double),
+        Function::Is(ValueType::Bool),
+        Function::Is(ValueType::Map),
+        Function::Is(ValueType::List),
+        Function::HasAttrKeyOnDatapoint,
+        Function::HasAttrOnDatapoint,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Function::IsMatch => "IsMatch",
+            Function::Is(ValueType::String) => "IsString",
+            Function::Is(ValueType::Int) => "IsInt",
+            Function::Is(ValueType::Double) => "IsDouble",
+            Function::Is(ValueType::Bool) => "IsBool",
+            Function::Is(ValueType::Map) => "IsMap",
+            Function::Is(ValueType::List) => "IsList",
+            Function::HasAttrKeyOnDatapoint => "HasAttrKeyOnDatapoint",
+            Function::HasAttrOnDatapoint => "HasAttrOnDatapoint",
+        }
+    }
+
+    fn named(name: &str) -> Option<Function> {
+        Function::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn arity(self) -> usize {
+        match self {
+            Function::Is(_) | Function::HasAttrKeyOnDatapoint => 1,
+            Function::IsMatch | Function::HasAttrOnDatapoint => 2,
+        }
+    }
+
+    fn metric_only(self) -> bool {
+        matches!(
+            self,
+            Function::HasAttrKeyOnDatapoint | Function::HasAttrOnDatapoint
+        )
+    }
+
+    fn usage(self) -> String {
+        match self {
+            Function::IsMatch => "IsMatch takes two arguments: IsMatch(target, \"regex\")".into(),
+            Function::Is(_) => {
+                format!("{} takes one argument: {}(value)", self.name(), self.name())
+            }
+            Function::HasAttrKeyOnDatapoint => {
+                "HasAttrKeyOnDatapoint takes one argument: HasAttrKeyOnDatapoint(\"key\")".into()
+            }
+            Function::HasAttrOnDatapoint => {
+                "HasAttrOnDatapoint takes two arguments: HasAttrOnDatapoint(\"key\", \"value\")"
+                    .into()
+            }
+        }
+    }
+}
+
+fn string_arg((col, arg): (usize, Operand), function: &str) -> Result<String, ParseError> {
+    match arg {
+        Operand::Lit(Literal::Str(s)) => Ok(s),
+        _ => Err(ParseError::new(
+            col,
+            format!("the arguments of {function} must be string literals"),
+        )),
+    }
+}
+
+fn point_attribute(key: String) -> Operand {
+    Operand::Path(Path {
+        field: Field::PointAttributes,
+        keys: vec![Key::Str(key)],
+    })
+}
+
+/// Compiles a regular expression; on failure, the reason in one line (the regex crate's
+/// message draws the pattern over several lines, its last line says why).
+pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
+    Regex::new(pattern).map_err(|e| {
+        let text = e.to_string();
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid")
+            .trim()
+            .trim_start_matches("error: ")
+            .to_string()
+    })
 }

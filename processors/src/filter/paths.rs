@@ -5,6 +5,8 @@ use std::fmt;
 /// Where a condition list applies: the item each condition is evaluated against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Context {
+    Resource,
+    Scope,
     Span,
     SpanEvent,
     Metric,
@@ -15,6 +17,8 @@ pub enum Context {
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Context::Resource => "resource",
+            Context::Scope => "scope",
             Context::Span => "span",
             Context::SpanEvent => "spanevent",
             Context::Metric => "metric",
@@ -32,6 +36,7 @@ pub enum Field {
     ScopeName,
     ScopeVersion,
     ScopeAttributes,
+    ScopeDroppedAttributesCount,
 
     SpanName,
     SpanAttributes,
@@ -88,19 +93,23 @@ pub enum Field {
 /// One readable field: its dotted name and whether `[key]` may follow (map-valued fields).
 struct Spec(&'static str, Field, bool);
 
-const COMMON: &[Spec] = &[
-    Spec("resource.attributes", Field::ResourceAttributes, true),
+const RESOURCE: &[Spec] = &[
+    Spec("attributes", Field::ResourceAttributes, true),
     Spec(
-        "resource.dropped_attributes_count",
+        "dropped_attributes_count",
         Field::ResourceDroppedAttributesCount,
         false,
     ),
-    Spec("instrumentation_scope.name", Field::ScopeName, false),
-    Spec("instrumentation_scope.version", Field::ScopeVersion, false),
+];
+
+const SCOPE: &[Spec] = &[
+    Spec("name", Field::ScopeName, false),
+    Spec("version", Field::ScopeVersion, false),
+    Spec("attributes", Field::ScopeAttributes, true),
     Spec(
-        "instrumentation_scope.attributes",
-        Field::ScopeAttributes,
-        true,
+        "dropped_attributes_count",
+        Field::ScopeDroppedAttributesCount,
+        false,
     ),
 ];
 
@@ -178,24 +187,81 @@ const LOG: &[Spec] = &[
 ];
 
 /// The tables a context reads, each under a prefix: the item's own fields bare and under the
-/// context's name (OTTL's newer context-qualified spelling), then its parents'.
+/// context's name (OTTL's newer context-qualified spelling), then its parents'. The scope is
+/// `instrumentation_scope` in OTTL's older spelling and `scope` in the newer one.
 fn tables(ctx: Context) -> &'static [(&'static str, &'static [Spec])] {
     match ctx {
-        Context::Span => &[("", SPAN), ("span.", SPAN), ("", COMMON)],
+        Context::Resource => &[("", RESOURCE), ("resource.", RESOURCE)],
+        Context::Scope => &[
+            ("", SCOPE),
+            ("scope.", SCOPE),
+            ("instrumentation_scope.", SCOPE),
+            ("resource.", RESOURCE),
+        ],
+        Context::Span => &[
+            ("", SPAN),
+            ("span.", SPAN),
+            ("resource.", RESOURCE),
+            ("instrumentation_scope.", SCOPE),
+            ("scope.", SCOPE),
+        ],
         Context::SpanEvent => &[
             ("", EVENT),
             ("spanevent.", EVENT),
             ("span.", SPAN),
-            ("", COMMON),
+            ("resource.", RESOURCE),
+            ("instrumentation_scope.", SCOPE),
+            ("scope.", SCOPE),
         ],
-        Context::Metric => &[("", METRIC), ("metric.", METRIC), ("", COMMON)],
+        Context::Metric => &[
+            ("", METRIC),
+            ("metric.", METRIC),
+            ("resource.", RESOURCE),
+            ("instrumentation_scope.", SCOPE),
+            ("scope.", SCOPE),
+        ],
         Context::DataPoint => &[
             ("", POINT),
             ("datapoint.", POINT),
             ("metric.", METRIC),
-            ("", COMMON),
+            ("resource.", RESOURCE),
+            ("instrumentation_scope.", SCOPE),
+            ("scope.", SCOPE),
         ],
-        Context::Log => &[("", LOG), ("log.", LOG), ("", COMMON)],
+        Context::Log => &[
+            ("", LOG),
+            ("log.", LOG),
+            ("resource.", RESOURCE),
+            ("instrumentation_scope.", SCOPE),
+            ("scope.", SCOPE),
+        ],
+    }
+}
+
+/// The context a path prefix names, for inferring a condition's context from its paths.
+pub fn context_named(prefix: &str) -> Option<Context> {
+    Some(match prefix {
+        "resource" => Context::Resource,
+        "scope" => Context::Scope,
+        "span" => Context::Span,
+        "spanevent" => Context::SpanEvent,
+        "metric" => Context::Metric,
+        "datapoint" => Context::DataPoint,
+        "log" => Context::Log,
+        _ => return None,
+    })
+}
+
+impl Context {
+    /// How deep the context sits: a condition naming several contexts runs in the deepest,
+    /// which can read all the others.
+    pub fn depth(self) -> u8 {
+        match self {
+            Context::Resource => 0,
+            Context::Scope => 1,
+            Context::Span | Context::Metric | Context::Log => 2,
+            Context::SpanEvent | Context::DataPoint => 3,
+        }
     }
 }
 
@@ -207,9 +273,11 @@ pub fn resolve(ctx: Context, dotted: &str) -> Option<(Field, bool)> {
     })
 }
 
-/// The paths a context accepts, for error messages (the context-qualified duplicates left out).
+/// The paths a context accepts, for error messages (spellings that repeat another left out).
 pub fn listing(ctx: Context) -> String {
     let own_prefix = match ctx {
+        Context::Resource => "resource.",
+        Context::Scope => "scope.",
         Context::Span => "span.",
         Context::SpanEvent => "spanevent.",
         Context::Metric => "metric.",
@@ -218,7 +286,7 @@ pub fn listing(ctx: Context) -> String {
     };
     let mut names = Vec::new();
     for (prefix, table) in tables(ctx) {
-        if *prefix == own_prefix {
+        if *prefix == own_prefix || (*prefix == "scope." && ctx != Context::Scope) {
             continue;
         }
         for s in *table {

@@ -23,7 +23,7 @@ use super::*;
 
 // ---- data builders ----
 
-fn kv(k: &str, v: Value) -> KeyValue {
+pub(super) fn kv(k: &str, v: Value) -> KeyValue {
     KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(v) }),
@@ -31,18 +31,18 @@ fn kv(k: &str, v: Value) -> KeyValue {
     }
 }
 
-fn s(v: &str) -> Value {
+pub(super) fn s(v: &str) -> Value {
     Value::StringValue(v.into())
 }
 
-fn resource(service: &str) -> Option<Resource> {
+pub(super) fn resource(service: &str) -> Option<Resource> {
     Some(Resource {
         attributes: vec![kv("service.name", s(service))],
         ..Default::default()
     })
 }
 
-fn scope(name: &str) -> Option<InstrumentationScope> {
+pub(super) fn scope(name: &str) -> Option<InstrumentationScope> {
     Some(InstrumentationScope {
         name: name.into(),
         version: "1.0".into(),
@@ -50,14 +50,14 @@ fn scope(name: &str) -> Option<InstrumentationScope> {
     })
 }
 
-fn span(name: &str) -> Span {
+pub(super) fn span(name: &str) -> Span {
     Span {
         name: name.into(),
         ..Default::default()
     }
 }
 
-fn log(body: &str, severity: i32) -> LogRecord {
+pub(super) fn log(body: &str, severity: i32) -> LogRecord {
     LogRecord {
         body: Some(AnyValue {
             value: Some(s(body)),
@@ -67,7 +67,7 @@ fn log(body: &str, severity: i32) -> LogRecord {
     }
 }
 
-fn int_point(v: i64, attrs: Vec<KeyValue>) -> NumberDataPoint {
+pub(super) fn int_point(v: i64, attrs: Vec<KeyValue>) -> NumberDataPoint {
     NumberDataPoint {
         attributes: attrs,
         value: Some(number_data_point::Value::AsInt(v)),
@@ -75,14 +75,14 @@ fn int_point(v: i64, attrs: Vec<KeyValue>) -> NumberDataPoint {
     }
 }
 
-fn double_point(v: f64) -> NumberDataPoint {
+pub(super) fn double_point(v: f64) -> NumberDataPoint {
     NumberDataPoint {
         value: Some(number_data_point::Value::AsDouble(v)),
         ..Default::default()
     }
 }
 
-fn gauge(name: &str, points: Vec<NumberDataPoint>) -> Metric {
+pub(super) fn gauge(name: &str, points: Vec<NumberDataPoint>) -> Metric {
     Metric {
         name: name.into(),
         data: Some(Data::Gauge(Gauge {
@@ -93,10 +93,10 @@ fn gauge(name: &str, points: Vec<NumberDataPoint>) -> Metric {
 }
 
 /// (scope name, its spans)
-type ScopeSpec<'a> = (&'a str, Vec<Span>);
+pub(super) type ScopeSpec<'a> = (&'a str, Vec<Span>);
 
 /// Resources given as (service name, scopes).
-fn traces(resources: Vec<(&str, Vec<ScopeSpec<'_>>)>) -> Vec<ResourceSpans> {
+pub(super) fn traces(resources: Vec<(&str, Vec<ScopeSpec<'_>>)>) -> Vec<ResourceSpans> {
     resources
         .into_iter()
         .map(|(svc, scopes)| ResourceSpans {
@@ -114,7 +114,7 @@ fn traces(resources: Vec<(&str, Vec<ScopeSpec<'_>>)>) -> Vec<ResourceSpans> {
         .collect()
 }
 
-fn span_names(data: &[ResourceSpans]) -> Vec<Vec<Vec<String>>> {
+pub(super) fn span_names(data: &[ResourceSpans]) -> Vec<Vec<Vec<String>>> {
     data.iter()
         .map(|r| {
             r.scope_spans
@@ -395,7 +395,7 @@ fn evaluation_errors_are_errors_not_false() {
 
 // ---- the processor ----
 
-fn component(yaml: &str) -> ComponentConfig {
+pub(super) fn component(yaml: &str) -> ComponentConfig {
     ComponentConfig {
         kind: ComponentKind::Processor,
         id: ComponentId::with_name("filter", "t"),
@@ -406,7 +406,7 @@ fn component(yaml: &str) -> ComponentConfig {
 }
 
 /// Records what reaches the next stage and acknowledges it.
-struct Sink<S: Signal>(Mutex<Vec<Vec<S::Resource>>>);
+pub(super) struct Sink<S: Signal>(pub(super) Mutex<Vec<Vec<S::Resource>>>);
 
 #[async_trait]
 impl<S: Signal> Consumer<S> for Sink<S> {
@@ -416,13 +416,13 @@ impl<S: Signal> Consumer<S> for Sink<S> {
     }
 }
 
-struct Harness<S: Signal> {
+pub(super) struct Harness<S: Signal> {
     consumer: DynConsumer<S>,
     sink: Arc<Sink<S>>,
-    ctx: BuildContext,
+    pub(super) ctx: BuildContext,
 }
 
-fn build<S: Signal + SignalConsumer>(yaml: &str) -> Harness<S> {
+pub(super) fn build<S: Signal + SignalConsumer>(yaml: &str) -> Harness<S> {
     let sink = Arc::new(Sink::<S>(Mutex::new(Vec::new())));
     let ctx = BuildContext::default();
     let built = FilterProcessorFactory
@@ -438,7 +438,7 @@ fn build<S: Signal + SignalConsumer>(yaml: &str) -> Harness<S> {
 
 impl<S: Signal> Harness<S> {
     /// Sends one batch; returns its acknowledgement's outcome and what was forwarded.
-    async fn send(&self, data: Vec<S::Resource>) -> (Outcome, Option<Vec<S::Resource>>) {
+    pub(super) async fn send(&self, data: Vec<S::Resource>) -> (Outcome, Option<Vec<S::Resource>>) {
         let (ack, waiter) = Ack::new();
         let before = self.sink.0.lock().unwrap().len();
         self.consumer
@@ -450,7 +450,7 @@ impl<S: Signal> Harness<S> {
         (outcome, forwarded)
     }
 
-    fn filtered(&self, metric: &str) -> u64 {
+    pub(super) fn filtered(&self, metric: &str) -> u64 {
         self.ctx
             .telemetry
             .metrics
@@ -726,8 +726,8 @@ const FAILING: &str = r#"
 #[tokio::test]
 async fn error_mode_propagate_fails_the_batch_permanently() {
     for yaml in [
-        format!("logs:{FAILING}"),
         format!("error_mode: propagate\nlogs:{FAILING}"),
+        format!("error_mode: PROPAGATE\nlogs:{FAILING}"),
     ] {
         let h = build::<Logs>(&yaml);
         let (outcome, out) = h.send(failing_logs()).await;
@@ -746,8 +746,14 @@ async fn error_mode_propagate_fails_the_batch_permanently() {
 
 #[tokio::test]
 async fn error_modes_ignore_and_silent_treat_the_failure_as_false() {
-    for mode in ["ignore", "silent"] {
-        let h = build::<Logs>(&format!("error_mode: {mode}\nlogs:{FAILING}"));
+    // No `error_mode` is `ignore`, the OTel Collector's default since v0.153.
+    for mode in [
+        "",
+        "error_mode: ignore\n",
+        "error_mode: silent\n",
+        "error_mode: Ignore\n",
+    ] {
+        let h = build::<Logs>(&format!("{mode}logs:{FAILING}"));
         let (outcome, out) = h.send(failing_logs()).await;
         assert_eq!(outcome, Ok(()), "{mode}");
         // The failing record is kept, the other conditions still apply to it and the rest.
@@ -757,7 +763,7 @@ async fn error_modes_ignore_and_silent_treat_the_failure_as_false() {
     }
 }
 
-fn build_err(yaml: &str) -> ConfigErrors {
+pub(super) fn build_err(yaml: &str) -> ConfigErrors {
     let sink = Arc::new(Sink::<Logs>(Mutex::new(Vec::new())));
     match FilterProcessorFactory.build(
         &component(yaml),

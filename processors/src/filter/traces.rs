@@ -1,39 +1,52 @@
-//! Dropping spans and span events.
+//! Dropping resources, scopes, spans and span events.
 
 use std::sync::Arc;
 
 use sluice_pipeline::Traces;
 use sluice_pipeline::proto::trace::v1::ResourceSpans;
 
-use super::config::Program;
 use super::eval::{EvalError, Item};
+use super::program::Program;
 use super::{Plan, SignalFilter};
 
 pub struct TracesFilter(pub Arc<Program>);
 
 impl SignalFilter<Traces> for TracesFilter {
     fn plan(&self, resources: &[ResourceSpans]) -> Result<Option<Plan>, EvalError> {
-        let (spans, events) = (&self.0.span, &self.0.spanevent);
+        let rules = &self.0.traces;
         let mut plan = Plan::default();
         for rs in resources {
+            let item = Item {
+                resource: rs.resource.as_ref(),
+                ..Item::default()
+            };
+            if plan.resource(!rules.resource.is_empty() && rules.resource.matches(&item)?) {
+                continue;
+            }
             for ss in &rs.scope_spans {
+                let item = Item {
+                    scope: ss.scope.as_ref(),
+                    ..item
+                };
+                if plan.scope(!rules.scope.is_empty() && rules.scope.matches(&item)?) {
+                    continue;
+                }
                 for span in &ss.spans {
                     let item = Item {
-                        resource: rs.resource.as_ref(),
-                        scope: ss.scope.as_ref(),
                         span: Some(span),
-                        ..Item::default()
+                        ..item
                     };
-                    let drop = !spans.is_empty() && spans.matches(&item)?;
-                    plan.outer(drop);
                     // Events of a dropped span go with it; only survivors are looked at.
-                    if !drop && !events.is_empty() {
+                    if plan.outer(!rules.item.is_empty() && rules.item.matches(&item)?) {
+                        continue;
+                    }
+                    if !rules.inner.is_empty() {
                         for event in &span.events {
                             let item = Item {
                                 event: Some(event),
                                 ..item
                             };
-                            plan.inner(events.matches(&item)?);
+                            plan.inner(rules.inner.matches(&item)?);
                         }
                     }
                 }
@@ -43,19 +56,31 @@ impl SignalFilter<Traces> for TracesFilter {
     }
 
     fn apply(&self, plan: Plan, resources: &mut Vec<ResourceSpans>) -> u64 {
-        let has_events = !self.0.spanevent.is_empty();
-        let (mut outer, mut inner) = plan.into_iters();
+        let has_events = !self.0.traces.inner.is_empty();
+        let mut steps = plan.into_steps();
         let mut dropped = 0u64;
         resources.retain_mut(|rs| {
+            if steps.resource() {
+                dropped += rs
+                    .scope_spans
+                    .iter()
+                    .map(|s| s.spans.len() as u64)
+                    .sum::<u64>();
+                return false;
+            }
             let scopes_before = rs.scope_spans.len();
             rs.scope_spans.retain_mut(|ss| {
+                if steps.scope() {
+                    dropped += ss.spans.len() as u64;
+                    return false;
+                }
                 let before = ss.spans.len();
                 ss.spans.retain_mut(|span| {
-                    if outer.next().unwrap_or(false) {
+                    if steps.outer() {
                         return false;
                     }
                     if has_events {
-                        span.events.retain(|_| !inner.next().unwrap_or(false));
+                        span.events.retain(|_| !steps.inner());
                     }
                     true
                 });

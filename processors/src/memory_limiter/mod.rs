@@ -5,9 +5,11 @@
 //! every 100 ms). Above the soft limit (`limit - spike`) it sets the shared admission state to
 //! refusing, so every receiver that consults it refuses requests before reading them, and this
 //! processor refuses the batches that reach it (for receivers that do not consult it). Below the soft limit it
-//! tells the admission state how many more request bytes may come in before the next
-//! measurement, so a burst between two measurements cannot run far past the limit either. The
-//! spike limit is also the receivers' in-flight byte budget.
+//! tells the admission state how many more bytes may be reserved before the next measurement
+//! (receivers reserve a request's bytes and the memory its decoded form will take), so a burst
+//! between two measurements cannot run past the limit either. The spike limit is also the
+//! receivers' in-flight budget, which data holds for its decoded form for as long as it is in
+//! the collector.
 
 mod config;
 mod system;
@@ -29,10 +31,6 @@ use sluice_pipeline::{
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-
-/// Request bytes are counted against the room below the soft limit at this many times their
-/// size: decoded data takes more memory than its protobuf encoding.
-const DECODED_GROWTH: u64 = 2;
 
 /// Measurements are at least this frequent, whatever `check_interval` says: the room admitted
 /// between two of them is what a burst can add, and too long a gap would throttle a fast but
@@ -210,7 +208,9 @@ fn verdict(rss: u64, limits: &Limits) -> Verdict {
     let room = limits.soft().saturating_sub(rss);
     Verdict {
         refusing: room == 0,
-        headroom: room / DECODED_GROWTH,
+        // What receivers reserve counts the decoded form of a request too (its estimate is
+        // reserved with the request's bytes), so it is counted against the room as it is.
+        headroom: room,
     }
 }
 
@@ -369,7 +369,7 @@ mod tests {
             verdict(400, &limits),
             Verdict {
                 refusing: false,
-                headroom: 200
+                headroom: 400
             }
         );
     }

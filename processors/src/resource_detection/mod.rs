@@ -1,30 +1,49 @@
 //! The `resource_detection` processor (alias `resourcedetection`): finds out where the
-//! collector runs (environment, host, container, pod, Lambda function) once at start-up and
-//! adds what it found to the resource of everything that passes.
+//! collector runs (environment, host, container, pod, cloud platform) at start-up, within a
+//! bounded time, and adds what it found to the resource of everything that passes.
 
+mod attributes;
+mod aws;
+mod azure;
+mod azure_container_apps;
+mod clouds;
 mod config;
+mod consul;
 mod container;
 mod detection;
+mod detectors;
+mod docker;
+mod dynatrace;
+mod elastic_beanstalk;
+mod endpoints;
 mod env;
+mod gcp;
+mod heroku;
 mod host;
+mod http;
 mod k8s;
+mod kubernetes;
 mod lambda;
 mod system;
 #[cfg(test)]
 mod tests;
+mod tls;
+mod xml;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use async_trait::async_trait;
 use sluice_config::{ComponentConfig, ConfigErrors, SignalKind};
+use sluice_pipeline::config_keys::decode_section;
 use sluice_pipeline::{
     AnyConsumer, Batch, BuildContext, BuiltStage, Consumer, DynConsumer, FactoryInfo, Lifecycle,
-    ProcessorFactory, Signal, SignalConsumer, StartError, WrapConsumer, decode_config,
+    ProcessorFactory, Signal, SignalConsumer, StartError, WrapConsumer,
 };
 
 pub use config::{DetectorKind, HostnameSource, ResourceDetectionConfig, SystemConfig};
 use detection::{Detection, stamp, would_change};
+use endpoints::Endpoints;
 use host::Host;
 
 pub struct ResourceDetectionProcessorFactory;
@@ -35,7 +54,7 @@ impl ProcessorFactory for ResourceDetectionProcessorFactory {
             type_name: "resource_detection",
             aliases: &["resourcedetection"],
             signals: &SignalKind::ALL,
-            description: "adds attributes of the environment, host, container, pod or Lambda function to resources",
+            description: "adds attributes of the environment, host, container, pod or cloud platform to resources",
         }
     }
 
@@ -43,10 +62,11 @@ impl ProcessorFactory for ResourceDetectionProcessorFactory {
         &self,
         config: &ComponentConfig,
         next: AnyConsumer,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
-        let cfg: ResourceDetectionConfig = decode_config(config)?;
-        let cfg = cfg.validate(config)?;
+        let cfg: ResourceDetectionConfig =
+            decode_section(config, config::NO_EFFECT, &ctx.warnings)?;
+        let cfg = cfg.validate(config, &ctx.warnings)?;
         let host = Host::real(cfg.root_path.clone());
         let detection = shared_detection(&config.id.to_string(), cfg, host);
         Ok(stage(detection, next))
@@ -57,8 +77,9 @@ fn stage(detection: Arc<Detection>, next: AnyConsumer) -> BuiltStage {
     let wrapper = Wrapper(detection.clone());
     let Ok(consumer) = next.wrap(&wrapper);
     // Detection runs at start rather than at build: `sluice validate` builds components too
-    // and should not read the host or ask DNS, and start completes before any receiver
-    // accepts data, so no batch passes before the attributes are known.
+    // and should not read the host or ask a metadata service, and start completes before any
+    // receiver accepts data, so no batch passes before the attributes are known. Start waits
+    // at most the detection budget (`timeout`, or `retry.max_elapsed_time`).
     BuiltStage {
         consumer,
         lifecycle: Some(Arc::new(Starter(detection))),
@@ -72,14 +93,14 @@ fn shared_detection(id: &str, cfg: ResourceDetectionConfig, host: Host) -> Arc<D
         LazyLock::new(Default::default);
     let key = format!("{id}\n{cfg:?}");
     let Ok(mut shared) = SHARED.lock() else {
-        return Arc::new(Detection::new(id, cfg, host));
+        return Arc::new(Detection::new(id, cfg, host, Endpoints::default()));
     };
     if let Some(existing) = shared.get(&key).and_then(Weak::upgrade) {
         return existing;
     }
     // Entries of stopped services (after a reload) would otherwise pile up.
     shared.retain(|_, d| d.strong_count() > 0);
-    let detection = Arc::new(Detection::new(id, cfg, host));
+    let detection = Arc::new(Detection::new(id, cfg, host, Endpoints::default()));
     shared.insert(key, Arc::downgrade(&detection));
     detection
 }
@@ -108,6 +129,10 @@ impl Lifecycle for Starter {
             .start()
             .await
             .map_err(|e| StartError::new(self.0.name.clone(), e))
+    }
+
+    async fn shutdown(&self, _deadline: tokio::time::Instant) {
+        self.0.stop();
     }
 }
 

@@ -1,7 +1,8 @@
-//! The `spanmetrics` connector (traces → metrics): a call counter and a duration histogram
-//! per `service.name`, span name, span kind and status code (plus configured dimensions),
-//! named as the OTel Collector's spanmetrics connector names them, so request rate, error
-//! rate and latency (RED) exist for every service without instrumenting for metrics.
+//! The `span_metrics` connector (formerly `spanmetrics`; traces → metrics): a call counter,
+//! a duration histogram and optionally a span event counter per service, span name, span kind
+//! and status code (plus configured dimensions), named and shaped as the OTel Collector's
+//! spanmetrics connector makes them, so request rate, error rate and latency (RED) exist for
+//! every service without instrumenting for metrics.
 //!
 //! Spans are folded into an [`aggregate::Aggregator`] as they arrive and their batches are
 //! acknowledged at once: the spans' job ends once they are counted. A ticker sends the
@@ -10,11 +11,15 @@
 
 mod aggregate;
 mod config;
+mod exponential;
+mod sampling;
 
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -28,20 +33,45 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use aggregate::{OVERFLOW_ATTRIBUTE, SCOPE_NAME};
-pub use config::{DurationUnit, SpanMetricsConfig, Temporality};
+pub use aggregate::{COLLECTOR_INSTANCE_ID, OVERFLOW_ATTRIBUTE, SCOPE_NAME, SERIES_SAFETY_BOUND};
+pub use config::{DurationUnit, Settings, SpanMetricsConfig, Temporality};
 
 use aggregate::Aggregator;
+
+/// This process's `service.instance.id`, the value of the `collector.instance.id`
+/// dimension: a random UUID (version 4) made once per process, as the OTel Collector makes
+/// one when its telemetry resource does not set it.
+pub fn collector_instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        // The standard library seeds `RandomState` from the operating system's randomness.
+        let random = || RandomState::new().build_hasher().finish();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&random().to_le_bytes());
+        bytes[8..].copy_from_slice(&random().to_le_bytes());
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex = hex::encode(bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    })
+}
 
 pub struct SpanMetricsConnectorFactory;
 
 impl ConnectorFactory for SpanMetricsConnectorFactory {
     fn info(&self) -> FactoryInfo {
         FactoryInfo {
-            type_name: "spanmetrics",
-            aliases: &[],
+            type_name: "span_metrics",
+            aliases: &["spanmetrics"],
             signals: &[SignalKind::Traces],
-            description: "counts spans and records their durations as metrics (RED per service)",
+            description: "counts spans and span events and records span durations as metrics (RED per service)",
         }
     }
 
@@ -56,7 +86,7 @@ impl ConnectorFactory for SpanMetricsConnectorFactory {
         output: AnyConsumer,
         ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
-        let cfg = config::load(config)?;
+        let settings = config::load(config, &ctx.warnings)?;
         let AnyConsumer::Metrics(output) = output else {
             return Err(Diagnostic::new(
                 Some(config.pos.clone()),
@@ -66,7 +96,7 @@ impl ConnectorFactory for SpanMetricsConnectorFactory {
             .into());
         };
         let connector = Arc::new(SpanMetricsConnector::new(
-            cfg,
+            settings,
             output,
             &config.id.to_string(),
             ctx,
@@ -101,16 +131,19 @@ pub struct SpanMetricsConnector {
 
 impl SpanMetricsConnector {
     pub fn new(
-        cfg: SpanMetricsConfig,
+        settings: Settings,
         output: DynConsumer<Metrics>,
         name: &str,
         ctx: &BuildContext,
         clock: Clock,
     ) -> Self {
-        let interval = cfg.metrics_flush_interval.0;
+        let interval = settings.raw.metrics_flush_interval.0;
         let (stop, _) = watch::channel(false);
         SpanMetricsConnector {
-            state: Arc::new(Mutex::new(Aggregator::new(cfg, clock()))),
+            state: Arc::new(Mutex::new(Aggregator::new(
+                settings,
+                collector_instance_id().to_string(),
+            ))),
             output,
             clock,
             interval,
@@ -118,7 +151,7 @@ impl SpanMetricsConnector {
             task: Mutex::new(None),
             overflowed: ctx.telemetry.metrics.counter(
                 "sluice_spanmetrics_overflow_spans",
-                "Spans counted in the overflow series because the cardinality limit was reached",
+                "Data points of spans counted in an overflow series because a cardinality limit was reached",
                 &[("connector", name)],
             ),
             name: name.to_string(),

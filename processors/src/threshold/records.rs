@@ -1,4 +1,4 @@
-//! Alerts as OTel log records (DESIGN §8): `event.name=sluice.alert`, WARN for warning and
+//! Alerts as OTel log records (ARCHITECTURE.md §9): `event.name=sluice.alert`, WARN for warning and
 //! ERROR for critical alerts, INFO for resolutions (a resolution is good news; pagers that
 //! filter on severity should not wake anyone for it; `alert.severity` still names the
 //! severity that resolved).

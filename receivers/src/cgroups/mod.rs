@@ -20,9 +20,10 @@ use std::time::Instant as StdInstant;
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use sluice_config::{ComponentConfig, ConfigErrors};
+use sluice_pipeline::config_keys::decode_section;
 use sluice_pipeline::{
     Batch, BuildContext, DynConsumer, FactoryInfo, Lifecycle, Metrics, Receiver, ReceiverFactory,
-    ReceiverOutputs, SignalKind, StartError, decode_config,
+    ReceiverOutputs, SignalKind, StartError,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,9 +47,10 @@ impl ReceiverFactory for CgroupsReceiverFactory {
         &self,
         config: &ComponentConfig,
         outputs: ReceiverOutputs,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<Arc<dyn Receiver>, ConfigErrors> {
-        let cfg: CgroupsConfig = decode_config(config)?;
+        // sluice's own receiver: no OTel Collector keys to accept without effect.
+        let cfg: CgroupsConfig = decode_section(config, &[], &ctx.warnings)?;
         let cfg = cfg.validate(config)?;
         Ok(Arc::new(CgroupsReceiver {
             name: config.id.to_string(),

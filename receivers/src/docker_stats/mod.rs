@@ -12,16 +12,17 @@ mod state;
 mod tests;
 mod watch;
 
-pub use config::{ApiVersion, DockerStatsConfig};
+pub use config::{ApiVersion, DockerStatsConfig, Naming};
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bollard::Docker;
 use sluice_config::{ComponentConfig, ConfigErrors};
+use sluice_pipeline::config_keys::decode_section;
 use sluice_pipeline::{
     BuildContext, DynConsumer, FactoryInfo, Lifecycle, Logs, Metrics, Receiver, ReceiverFactory,
-    ReceiverOutputs, SignalKind, StartError, decode_config,
+    ReceiverOutputs, SignalKind, StartError,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,10 +46,10 @@ impl ReceiverFactory for DockerStatsReceiverFactory {
         &self,
         config: &ComponentConfig,
         outputs: ReceiverOutputs,
-        _ctx: &BuildContext,
+        ctx: &BuildContext,
     ) -> Result<Arc<dyn Receiver>, ConfigErrors> {
-        let cfg: DockerStatsConfig = decode_config(config)?;
-        let settings = cfg.validate(config)?;
+        let cfg: DockerStatsConfig = decode_section(config, &[], &ctx.warnings)?;
+        let settings = cfg.validate(config, &ctx.warnings)?;
         Ok(Arc::new(DockerStatsReceiver {
             shared: Arc::new(Shared {
                 name: config.id.to_string(),

@@ -8,6 +8,7 @@ use bollard::Docker;
 use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::StatsOptionsBuilder;
 use futures::StreamExt;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use sluice_pipeline::Batch;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -21,6 +22,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let Some(output) = shared.metrics.clone() else {
         return;
     };
+    tokio::select! {
+        _ = tokio::time::sleep(shared.settings.initial_delay) => {}
+        _ = stopped(stop.clone()) => return,
+    }
     let mut ticks = tokio::time::interval(shared.settings.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -35,9 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     }
 }
 
-pub(crate) async fn collect(
-    shared: &Shared,
-) -> Vec<opentelemetry_proto::tonic::metrics::v1::ResourceMetrics> {
+pub(crate) async fn collect(shared: &Shared) -> Vec<ResourceMetrics> {
     let grace = shared.settings.grace;
     let snapshot: Vec<Tracked> = match shared.containers.lock() {
         Ok(mut containers) => {
@@ -63,9 +66,17 @@ pub(crate) async fn collect(
     let now = now_nanos();
     let mut resources = Vec::with_capacity(snapshot.len());
     let mut samples = Vec::new();
+    let plan = &shared.settings.plan;
+    let mut keep = |r: ResourceMetrics| {
+        if r.scope_metrics.iter().any(|s| !s.metrics.is_empty()) {
+            resources.push(r);
+        }
+    };
     for (container, stats) in snapshot.iter().zip(stats) {
         if !container.is_running() {
-            resources.push(metrics::stopped(container, now));
+            if container.emit_metrics {
+                keep(metrics::stopped(container, now, plan));
+            }
             continue;
         }
         // No answer (daemon away, or the container ended mid-read): whether it still runs is
@@ -76,7 +87,9 @@ pub(crate) async fn collect(
         if let Some(sample) = cpu_sample(&stats) {
             samples.push((container.id.clone(), sample));
         }
-        resources.push(metrics::running(container, Some(&stats), usage, now));
+        if container.emit_metrics {
+            keep(metrics::running(container, Some(&stats), usage, now, plan));
+        }
     }
     if let Ok(mut containers) = shared.containers.lock() {
         for (id, sample) in samples {

@@ -3,11 +3,87 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use bollard::models::ContainerInspectResponse;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use bollard::models::{ContainerInspectResponse, HostConfig};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 
-use super::config::Settings;
+use super::config::{Naming, Settings};
 use crate::cgroups::builder::string_kv;
+use crate::metric_keys::ResourceAttrDef;
+
+/// The resource attributes under the Collector's names, with its defaults (the image tag is
+/// sluice's, off here).
+pub(crate) const COLLECTOR_RESOURCE: &[ResourceAttrDef] = &[
+    ResourceAttrDef::new("container.runtime", "container.runtime.name", true),
+    ResourceAttrDef::new("container.id", "container.id", true),
+    ResourceAttrDef::new("container.image.name", "container.image.name", true),
+    ResourceAttrDef::new("container.name", "container.name", true),
+    ResourceAttrDef::new("container.hostname", "container.hostname", true),
+    ResourceAttrDef::new("container.image.id", "container.image.id", false),
+    ResourceAttrDef::new("container.command_line", "container.command_line", false),
+    ResourceAttrDef::new("container.image.tag", "container.image.tag", false),
+];
+
+/// The same under semantic-convention names, where the image name has no tag and the tag is
+/// its own attribute.
+pub(crate) const SEMCONV_RESOURCE: &[ResourceAttrDef] = &[
+    ResourceAttrDef::new("container.runtime", "container.runtime.name", true),
+    ResourceAttrDef::new("container.id", "container.id", true),
+    ResourceAttrDef::new("container.image.name", "container.image.name", true),
+    ResourceAttrDef::new("container.name", "container.name", true),
+    ResourceAttrDef::new("container.hostname", "container.hostname", true),
+    ResourceAttrDef::new("container.image.id", "container.image.id", false),
+    ResourceAttrDef::new("container.command_line", "container.command_line", false),
+    ResourceAttrDef::new("container.image.tag", "container.image.tag", true),
+];
+
+/// CPU settings of the container, for `container.cpu.shares` and `container.cpu.limit`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Limits {
+    pub cpu_shares: i64,
+    /// CPUs the container may use: `--cpus`, else the size of `--cpuset-cpus`, else
+    /// quota ÷ period.
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    pub(crate) fn of(host: Option<&HostConfig>) -> Limits {
+        let Some(h) = host else {
+            return Limits::default();
+        };
+        let cpus = if let Some(nano) = h.nano_cpus.filter(|&n| n > 0) {
+            Some(nano as f64 / 1e9)
+        } else if let Some(set) = h.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
+            cpuset_size(set)
+        } else if let Some(quota) = h.cpu_quota.filter(|&q| q > 0) {
+            let period = h.cpu_period.filter(|&p| p > 0).unwrap_or(100_000);
+            Some(quota as f64 / period as f64)
+        } else {
+            None
+        };
+        Limits {
+            cpu_shares: h.cpu_shares.unwrap_or(0),
+            cpus,
+        }
+    }
+}
+
+/// CPUs in a cpuset list like `0-3,8`.
+pub(crate) fn cpuset_size(list: &str) -> Option<f64> {
+    let mut n = 0u64;
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                n += b.checked_sub(a)? + 1;
+            }
+            None => {
+                part.parse::<u64>().ok()?;
+                n += 1;
+            }
+        }
+    }
+    Some(n as f64)
+}
 
 /// CPU counters of the previous sample, for `docker stats`'s utilisation formula.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,6 +111,10 @@ pub(crate) struct Tracked {
     pub restart_count: i64,
     pub state: State,
     pub previous_cpu: Option<CpuSample>,
+    pub limits: Limits,
+    /// False when a `resource_attributes` filter leaves the container's metrics out (its
+    /// lifecycle records are still made).
+    pub emit_metrics: bool,
 }
 
 impl Tracked {
@@ -84,15 +164,30 @@ pub(crate) fn track(inspect: &ContainerInspectResponse, settings: &Settings) -> 
     let image = image_of(inspect);
     let (image_name, image_tag) = split_image(&image);
     let config = inspect.config.as_ref();
-    let mut resource = vec![
-        string_kv("container.id", &id),
-        string_kv("container.name", &name),
-        string_kv("container.image.name", &image_name),
-        string_kv("container.image.tag", &image_tag),
-        string_kv("container.runtime.name", "docker"),
-    ];
+    let semconv = settings.naming == Naming::Semconv;
+    let plan = &settings.resource;
+    let mut resource = Vec::new();
+    let mut put = |key: &str, value: &str| {
+        if let Some(kv) = plan.attribute(key, any_value::Value::StringValue(value.to_string())) {
+            resource.push(kv);
+        }
+    };
+    put("container.id", &id);
+    put("container.name", &name);
+    put(
+        "container.image.name",
+        if semconv { &image_name } else { &image },
+    );
+    put("container.image.tag", &image_tag);
+    put("container.runtime", "docker");
     if let Some(hostname) = config.and_then(|c| c.hostname.as_deref()) {
-        resource.push(string_kv("container.hostname", hostname));
+        put("container.hostname", hostname);
+    }
+    if let Some(image_id) = inspect.image.as_deref() {
+        put("container.image.id", image_id);
+    }
+    if let Some(cmd) = config.and_then(|c| c.cmd.as_ref()) {
+        put("container.command_line", &cmd.join(" "));
     }
     if let Some(labels) = config.and_then(|c| c.labels.as_ref()) {
         for (label, attribute) in &settings.labels {
@@ -117,11 +212,13 @@ pub(crate) fn track(inspect: &ContainerInspectResponse, settings: &Settings) -> 
     Some(Tracked {
         id,
         name,
-        resource,
         started_at,
         restart_count: inspect.restart_count.unwrap_or(0),
         state: State::Running,
         previous_cpu: None,
+        limits: Limits::of(inspect.host_config.as_ref()),
+        emit_metrics: plan.keeps(&resource),
+        resource,
     })
 }
 

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage,
@@ -14,6 +14,7 @@ use super::metrics::{cpu_usage, running, stopped, working_set};
 use super::state::{CpuSample, State, Tracked, parse_rfc3339_nanos, split_image};
 use super::*;
 use sluice_pipeline::Logs;
+use sluice_pipeline::config_keys::{ConfigWarnings, decode_section};
 
 fn component(yaml: &str) -> ComponentConfig {
     ComponentConfig {
@@ -26,9 +27,16 @@ fn component(yaml: &str) -> ComponentConfig {
 }
 
 fn settings(yaml: &str) -> Result<Settings, ConfigErrors> {
+    settings_and_warnings(yaml).0
+}
+
+fn settings_and_warnings(yaml: &str) -> (Result<Settings, ConfigErrors>, Vec<String>) {
     let c = component(yaml);
-    let cfg: DockerStatsConfig = decode_config(&c)?;
-    cfg.validate(&c)
+    let warnings = ConfigWarnings::default();
+    let result = decode_section::<DockerStatsConfig>(&c, &[], &warnings)
+        .and_then(|cfg| cfg.validate(&c, &warnings));
+    let warned = warnings.take().iter().map(ToString::to_string).collect();
+    (result, warned)
 }
 
 #[test]
@@ -163,6 +171,8 @@ fn tracked(state: State) -> Tracked {
         restart_count: 2,
         state,
         previous_cpu: None,
+        limits: Default::default(),
+        emit_metrics: true,
     }
 }
 
@@ -204,11 +214,13 @@ fn value(r: &ResourceMetrics, name: &str, attrs: &[&str]) -> Option<f64> {
 
 #[test]
 fn a_running_container_reports_its_stats() {
+    let plan = settings("").unwrap().plan;
     let r = running(
         &tracked(State::Running),
         Some(&stats(1, 1)),
         Some(0.25),
         11_000_000_000,
+        &plan,
     );
     assert_eq!(value(&r, "container.up", &[]), Some(1.0));
     assert_eq!(value(&r, "container.restarts", &[]), Some(2.0));
@@ -265,6 +277,7 @@ fn a_stopped_container_reports_only_that_it_is_down() {
             since: std::time::Instant::now(),
         }),
         5,
+        &settings("").unwrap().plan,
     );
     assert_eq!(points(&r), vec![("container.up".to_string(), vec![], 0.0)]);
 }
@@ -529,4 +542,406 @@ async fn stopped_containers_stay_visible_for_the_grace_period_only() {
         vec![("container.up".to_string(), vec![], 0.0)]
     );
     assert!(!shared.containers.lock().unwrap().contains_key("old"));
+}
+
+// ---- the OTel Collector's keys ----
+
+#[test]
+fn excluded_images_take_literals_globs_regexes_and_negations() {
+    let s =
+        settings("excluded_images: [redis, \"nginx:*\", \"/^registry\\\\.local/.*:v[0-9]+$/\"]\n")
+            .unwrap();
+    assert!(s.excluded("redis"));
+    assert!(!s.excluded("redis:7"), "a literal is the whole image");
+    assert!(s.excluded("nginx:1.25"));
+    assert!(s.excluded("registry.local/team/app:v3"));
+    assert!(!s.excluded("registry.local/team/app:latest"));
+    // Negated: every image that does not match is excluded.
+    let s = settings("excluded_images: [\"!/^keep-/\"]\n").unwrap();
+    assert!(!s.excluded("keep-me:1"));
+    assert!(s.excluded("other:1"));
+    let s = settings("excluded_images: [\"!only\"]\n").unwrap();
+    assert!(!s.excluded("only"));
+    assert!(s.excluded("anything-else"));
+    let Err(e) = settings("excluded_images: [ok, \"/(/\"]\n") else {
+        panic!("accepted a bad regex")
+    };
+    assert!(e.to_string().contains("excluded_images[1]"), "{e}");
+}
+
+#[test]
+fn api_versions_are_read_as_the_collector_reads_them() {
+    assert_eq!(
+        settings("api_version: 1.4\n").unwrap().api_version,
+        Some((1, 40))
+    );
+    assert_eq!(
+        settings("api_version: \"1.44\"\n").unwrap().api_version,
+        Some((1, 44))
+    );
+    assert_eq!(settings("api_version: \"\"\n").unwrap().api_version, None);
+    let Err(e) = settings("api_version: \"1.24\"\n") else {
+        panic!("accepted a version below the minimum")
+    };
+    assert!(e.to_string().contains("at least 1.25"), "{e}");
+}
+
+#[test]
+fn retry_waits_and_event_times_are_checked() {
+    let s = settings(
+        "min_docker_retry_wait: 2s\nmax_docker_retry_wait: 1m\nlogs:\n  since: \"1700000000\"\n  until: \"2030-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.min_retry, std::time::Duration::from_secs(2));
+    assert_eq!(s.events.since, Some(1_700_000_000_000_000_000));
+    assert_eq!(s.events.until, Some(1_893_456_000_000_000_000));
+    let Err(e) = settings(
+        "min_docker_retry_wait: 1m\nmax_docker_retry_wait: 1s\nlogs:\n  since: yesterday\n",
+    ) else {
+        panic!("accepted bad waits")
+    };
+    let text = e.to_string();
+    assert!(text.contains("max_docker_retry_wait"), "{text}");
+    assert!(text.contains("logs.since"), "{text}");
+}
+
+#[test]
+fn event_filters_match_as_docker_matches_container_events() {
+    let s =
+        settings("logs:\n  filters:\n    event: [die, oom]\n    label: [\"team=core\"]\n").unwrap();
+    let labels = HashMap::from([("team".to_string(), "core".to_string())]);
+    let facts = |action| config::EventFacts {
+        action,
+        id: "abcdef",
+        name: "web",
+        image: "img:1",
+        labels: &labels,
+        time: 5,
+    };
+    assert!(s.events.allows(&facts("die")));
+    assert!(!s.events.allows(&facts("start")));
+    let other = HashMap::new();
+    assert!(!s.events.allows(&config::EventFacts {
+        labels: &other,
+        ..facts("die")
+    }));
+    let s = settings("logs:\n  filters:\n    container: [abc]\n    image: [img]\n").unwrap();
+    assert!(s.events.allows(&facts("start")), "id prefix and image name");
+    let (s, w) = settings_and_warnings("logs:\n  filters:\n    network: [bridge]\n");
+    assert!(!s.unwrap().events.allows(&facts("start")));
+    assert!(w[0].contains("logs.filters.network"), "{w:?}");
+    let s = settings("logs:\n  until: \"1\"\n").unwrap();
+    assert!(s.events.allows(&facts("start")), "at 5 ns, before until");
+    let late = config::EventFacts {
+        time: 2_000_000_000,
+        ..facts("start")
+    };
+    assert!(!s.events.allows(&late), "after until");
+}
+
+fn upstream_stats() -> ContainerStatsResponse {
+    let mut s = stats(1_500_000_000, 14_000_000_000);
+    if let Some(cpu) = s.cpu_stats.as_mut() {
+        if let Some(u) = cpu.cpu_usage.as_mut() {
+            u.percpu_usage = Some(vec![700, 800]);
+        }
+        cpu.throttling_data = Some(bollard::models::ContainerThrottlingData {
+            periods: Some(10),
+            throttled_periods: Some(2),
+            throttled_time: Some(3_000_000_000),
+        });
+    }
+    if let Some(m) = s.memory_stats.as_mut() {
+        m.stats = Some(HashMap::from([
+            ("total_inactive_file".to_string(), 20_000),
+            ("total_cache".to_string(), 30_000),
+            ("pgfault".to_string(), 7),
+        ]));
+        m.max_usage = Some(150_000);
+        m.failcnt = Some(1);
+    }
+    s
+}
+
+#[test]
+fn collector_names_units_and_attributes() {
+    let plan = settings(
+        "attribute_names: collector\nmetrics:\n  container.cpu.usage.percpu: {enabled: true}\n  container.memory.pgfault: {enabled: true}\n  container.cpu.throttling_data.throttled_time: {enabled: true}\n  container.restarts: {enabled: true}\n",
+    )
+    .unwrap()
+    .plan;
+    let r = running(
+        &tracked(State::Running),
+        Some(&upstream_stats()),
+        Some(0.5),
+        11_000_000_000,
+        &plan,
+    );
+    let names: Vec<String> = r.scope_metrics[0]
+        .metrics
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    for name in [
+        "container.cpu.usage.total",
+        "container.cpu.usage.kernelmode",
+        "container.cpu.usage.usermode",
+        "container.cpu.utilization",
+        "container.memory.usage.limit",
+        "container.memory.usage.total",
+        "container.memory.percent",
+        "container.memory.total_cache",
+        "container.blockio.io_service_bytes_recursive",
+        "container.network.io.usage.rx_bytes",
+        "container.network.io.usage.tx_bytes",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} missing from {names:?}"
+        );
+    }
+    // sluice's own set is off under collector names, and so are the Collector's optional ones.
+    for name in [
+        "container.up",
+        "container.cpu.time",
+        "container.uptime",
+        "container.memory.usage.max",
+    ] {
+        assert!(!names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    assert_eq!(value(&r, "container.cpu.usage.usermode", &[]), Some(3e9));
+    assert_eq!(value(&r, "container.cpu.utilization", &[]), Some(50.0));
+    assert_eq!(
+        value(&r, "container.memory.usage.total", &[]),
+        Some(80_000.0)
+    );
+    assert_eq!(value(&r, "container.memory.percent", &[]), Some(20.0));
+    assert_eq!(
+        value(&r, "container.memory.total_cache", &[]),
+        Some(30_000.0)
+    );
+    assert_eq!(value(&r, "container.memory.pgfault", &[]), Some(7.0));
+    assert_eq!(value(&r, "container.restarts", &[]), Some(2.0));
+    assert_eq!(
+        value(&r, "container.cpu.throttling_data.throttled_time", &[]),
+        Some(3e9),
+        "nanoseconds, as the Collector reports it"
+    );
+    assert_eq!(
+        value(&r, "container.cpu.usage.percpu", &["core=cpu1"]),
+        Some(800.0)
+    );
+    assert_eq!(
+        value(
+            &r,
+            "container.network.io.usage.tx_bytes",
+            &["interface=eth0"]
+        ),
+        Some(20.0)
+    );
+    assert_eq!(
+        value(
+            &r,
+            "container.blockio.io_service_bytes_recursive",
+            &["device_major=8", "device_minor=0", "operation=read"]
+        ),
+        Some(512.0)
+    );
+    let unit = |name: &str| {
+        r.scope_metrics[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.unit.clone())
+    };
+    assert_eq!(unit("container.memory.percent").as_deref(), Some("1"));
+    assert_eq!(unit("container.cpu.usage.total").as_deref(), Some("ns"));
+    assert_eq!(unit("container.restarts").as_deref(), Some("{restarts}"));
+}
+
+#[test]
+fn collector_metrics_switched_on_under_semconv_names_come_with_a_warning() {
+    let (s, w) = settings_and_warnings(
+        "metrics:\n  container.memory.usage.total: {enabled: true}\n  container.memory.pgfault: {enabled: true}\n  container.up: {enabled: false}\n",
+    );
+    let plan = s.unwrap().plan;
+    assert_eq!(w.len(), 1, "only the one with a sluice counterpart: {w:?}");
+    assert!(w[0].contains("container.memory.working_set"), "{w:?}");
+    let r = running(
+        &tracked(State::Running),
+        Some(&upstream_stats()),
+        None,
+        11_000_000_000,
+        &plan,
+    );
+    assert_eq!(
+        value(&r, "container.memory.usage.total", &[]),
+        Some(80_000.0)
+    );
+    assert_eq!(
+        value(&r, "container.memory.working_set", &[]),
+        Some(80_000.0)
+    );
+    assert_eq!(value(&r, "container.memory.pgfault", &[]), Some(7.0));
+    assert_eq!(value(&r, "container.up", &[]), None);
+    // Under semconv names the shared names are sluice's: seconds and %.
+    assert_eq!(
+        value(&r, "container.cpu.throttling_data.throttled_time", &[]),
+        Some(3.0)
+    );
+}
+
+#[test]
+fn metric_switch_errors_point_at_the_name() {
+    let Err(e) = settings("metrics:\n  container.memory.usage.totl:\n    enabled: true\n") else {
+        panic!("accepted an unknown metric")
+    };
+    let text = e.to_string();
+    assert!(text.starts_with("test.yaml:2:3:"), "{text}");
+    assert!(
+        text.contains("did you mean `container.memory.usage.total`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_former_per_core_switch_still_works() {
+    let (s, w) =
+        settings_and_warnings("attribute_names: collector\nprovide_per_core_cpu_metrics: true\n");
+    assert!(w[0].contains("provide_per_core_cpu_metrics"), "{w:?}");
+    let r = running(
+        &tracked(State::Running),
+        Some(&upstream_stats()),
+        None,
+        11_000_000_000,
+        &s.unwrap().plan,
+    );
+    assert_eq!(
+        value(&r, "container.cpu.usage.percpu", &["core=cpu0"]),
+        Some(700.0)
+    );
+}
+
+#[test]
+fn attributes_merge_block_io_over_devices() {
+    let plan = settings(
+        "attribute_names: collector\nmetrics:\n  container.blockio.io_service_bytes_recursive:\n    attributes: [operation]\n",
+    )
+    .unwrap()
+    .plan;
+    let mut s = upstream_stats();
+    if let Some(entries) = s
+        .blkio_stats
+        .as_mut()
+        .and_then(|b| b.io_service_bytes_recursive.as_mut())
+    {
+        entries.push(ContainerBlkioStatEntry {
+            major: Some(253),
+            minor: Some(1),
+            op: Some("read".into()),
+            value: Some(100),
+        });
+    }
+    let r = running(&tracked(State::Running), Some(&s), None, 1, &plan);
+    assert_eq!(
+        value(
+            &r,
+            "container.blockio.io_service_bytes_recursive",
+            &["operation=read"]
+        ),
+        Some(612.0)
+    );
+}
+
+fn inspect(json: &str) -> bollard::models::ContainerInspectResponse {
+    serde_json::from_str(json).unwrap()
+}
+
+const INSPECT: &str = r#"{"Id":"c1","Name":"/web","Image":"sha256:feed","RestartCount":1,
+ "Config":{"Image":"redis:7","Hostname":"h1","Cmd":["redis-server","--port","6380"],"Labels":{"team":"core"}},
+ "HostConfig":{"NanoCpus":1500000000,"CpuShares":512},
+ "State":{"Status":"running","StartedAt":"2026-01-01T00:00:00Z"}}"#;
+
+fn resource_of(t: &Tracked) -> BTreeMap<String, String> {
+    t.resource
+        .iter()
+        .map(
+            |kv| match kv.value.as_ref().unwrap().value.as_ref().unwrap() {
+                Value::StringValue(s) => (kv.key.clone(), s.clone()),
+                other => (kv.key.clone(), format!("{other:?}")),
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn resource_attributes_follow_the_naming_and_the_switches() {
+    let t = state::track(&inspect(INSPECT), &settings("").unwrap()).unwrap();
+    let r = resource_of(&t);
+    assert_eq!(r["container.image.name"], "redis");
+    assert_eq!(r["container.image.tag"], "7");
+    assert_eq!(r["container.runtime.name"], "docker");
+    assert!(!r.contains_key("container.image.id"));
+
+    let s = settings(
+        "attribute_names: collector\ncontainer_labels_to_metric_labels: {team: team.name}\nresource_attributes:\n  container.image.id: {enabled: true}\n  container.command_line: {enabled: true}\n  container.hostname: {enabled: false}\n  container.name: {override_value: cache}\n",
+    )
+    .unwrap();
+    let t = state::track(&inspect(INSPECT), &s).unwrap();
+    let r = resource_of(&t);
+    assert_eq!(r["container.image.name"], "redis:7");
+    assert_eq!(r["container.runtime"], "docker");
+    assert_eq!(r["container.image.id"], "sha256:feed");
+    assert_eq!(r["container.command_line"], "redis-server --port 6380");
+    assert_eq!(r["container.name"], "cache");
+    assert_eq!(r["team.name"], "core");
+    assert!(!r.contains_key("container.hostname"));
+    assert!(!r.contains_key("container.image.tag"));
+    assert!(t.emit_metrics);
+
+    // CPU settings of the container.
+    let plan = settings("attribute_names: collector\nmetrics:\n  container.cpu.limit: {enabled: true}\n  container.cpu.shares: {enabled: true}\n").unwrap().plan;
+    let m = running(&t, None, None, 1, &plan);
+    assert_eq!(value(&m, "container.cpu.limit", &[]), Some(1.5));
+    assert_eq!(value(&m, "container.cpu.shares", &[]), Some(512.0));
+    assert_eq!(state::cpuset_size("0-3,8"), Some(5.0));
+
+    let s = settings(
+        "resource_attributes:\n  container.image.name:\n    metrics_exclude: [{regexp: '^red'}]\n",
+    )
+    .unwrap();
+    assert!(!state::track(&inspect(INSPECT), &s).unwrap().emit_metrics);
+}
+
+#[test]
+fn every_collector_metric_is_known_with_its_default() {
+    let on: Vec<&str> = metrics::METRICS
+        .iter()
+        .filter(|d| d.set == metrics::Set::Collector && d.default_on)
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(
+        on,
+        [
+            "container.cpu.usage.total",
+            "container.cpu.usage.kernelmode",
+            "container.cpu.usage.usermode",
+            "container.cpu.utilization",
+            "container.memory.usage.limit",
+            "container.memory.usage.total",
+            "container.memory.percent",
+            "container.memory.total_cache",
+            "container.memory.file",
+            "container.blockio.io_service_bytes_recursive",
+            "container.network.io.usage.rx_bytes",
+            "container.network.io.usage.tx_bytes",
+            "container.network.io.usage.rx_dropped",
+            "container.network.io.usage.tx_dropped",
+        ]
+    );
+    let all = metrics::METRICS
+        .iter()
+        .filter(|d| d.set == metrics::Set::Collector)
+        .count();
+    assert_eq!(all, 71);
 }

@@ -14,30 +14,30 @@ use futures::StreamExt;
 use sluice_pipeline::Batch;
 use tokio::sync::watch;
 
-use super::config::{Endpoint, Settings};
+use super::config::{Endpoint, EventFacts, Settings};
 use super::events::{Action, lifecycle_record};
 use super::state::{State, track};
 use super::{Shared, stopped};
 use crate::cgroups::builder::now_nanos;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
 pub(crate) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    let mut backoff = FIRST_BACKOFF;
+    let (first_backoff, max_backoff) = (shared.settings.min_retry, shared.settings.max_retry);
+    let mut backoff = first_backoff;
     // Where the event stream resumes after a reconnect, so nothing between the two streams is
-    // missed (the daemon replays its recent events from `since`).
+    // missed (the daemon replays its recent events from `since`). The first stream starts at
+    // `logs.since` when set.
     let mut since_nanos: Option<u64> = None;
+    let mut first_from = shared.settings.events.since;
     let mut warned = false;
     loop {
         let session = async {
             let docker = connect(&shared.settings).await?;
             shared.set_client(Some(docker.clone()));
-            let from = since_nanos.unwrap_or_else(now_nanos);
+            let from = since_nanos.or(first_from.take()).unwrap_or_else(now_nanos);
             list(&shared, &docker).await?;
             tracing::info!(receiver = %shared.name, "connected to the Docker daemon");
             warned = false;
-            backoff = FIRST_BACKOFF;
+            backoff = first_backoff;
             follow(&shared, &docker, from, &mut since_nanos).await
         };
         let outcome = tokio::select! {
@@ -59,7 +59,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(backoff) => {}
             _ = stopped(stop.clone()) => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).min(max_backoff);
     }
 }
 
@@ -256,7 +256,19 @@ async fn handle(shared: &Shared, docker: &Docker, event: EventMessage, time: u64
     };
     let (name, resource) = described;
     tracing::debug!(receiver = %shared.name, container = %name, action = action.name(), "container event");
-    if let Some(logs) = &shared.logs {
+    let facts = EventFacts {
+        action: action.name(),
+        id: &id,
+        name: &name,
+        image: attributes.get("image").map_or("", String::as_str),
+        labels: &attributes,
+        time,
+    };
+    if let Some(logs) = shared
+        .logs
+        .as_ref()
+        .filter(|_| shared.settings.events.allows(&facts))
+    {
         let record = lifecycle_record(action, &name, &attributes, resource, time, now_nanos());
         logs.consume(Batch::from_resources(vec![record])).await;
     }

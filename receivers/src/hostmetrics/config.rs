@@ -1,23 +1,45 @@
-//! `receivers: hostmetrics:` in the OTel Collector's shape, and checking what serde cannot.
+//! `receivers: host_metrics:` (or `hostmetrics:`) in the OTel Collector's shape, and checking
+//! what serde cannot.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
-use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, Duration};
+use sluice_config::Duration;
+use sluice_pipeline::config_keys::NoEffect;
 
-use super::emit::MetricDef;
+use super::emit::{MetricDef, Plan};
+use crate::metric_keys::{KeyChecker, MetricSettings, ResourceAttributeSettings, short};
+
+/// Upstream keys that cannot mean anything here.
+pub const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "scrapers.*.*.regexp",
+        "a cache of Go regular-expression match results; sluice's matching needs none",
+    ),
+    NoEffect::new(
+        "scrapers.hardware.temperature.*.regexp",
+        "a cache of Go regular-expression match results; sluice's matching needs none",
+    ),
+];
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostMetricsConfig {
-    /// Time between two scrapes (default 10s; the OTel Collector's default is 1m).
+    /// Time between two scrapes (default 1m, as in the OTel Collector).
     pub collection_interval: Duration,
-    /// Wait before the first scrape (default 1s, as in the OTel Collector).
+    /// Wait before the first scrape (default 1s).
     pub initial_delay: Duration,
-    /// Where the host's root is mounted (default `/`): `/proc`, the mount table, `/etc/passwd`
-    /// and mount points are read under it, for a collector in a container describing its host.
+    /// Longest one scrape may take (default 0: no limit); what the scrapers that finished in
+    /// time read is sent, the rest is skipped for that collection.
+    pub timeout: Duration,
+    /// Where the host's root is mounted (default `/`; empty means `/`): `/proc`, `/sys`, the
+    /// mount table, `/etc/passwd` and mount points are read under it, for a collector in a
+    /// container describing its host.
     pub root_path: String,
+    /// How often the host entity event is sent to logs pipelines (default 5m; 0: only at
+    /// start).
+    pub metadata_collection_interval: Duration,
     /// `semconv` (default): names of the semantic conventions v1.44; `collector`: the names the
     /// OTel Collector's hostmetrics receiver emits, for existing dashboards.
     pub attribute_names: Naming,
@@ -27,9 +49,11 @@ pub struct HostMetricsConfig {
 impl Default for HostMetricsConfig {
     fn default() -> Self {
         HostMetricsConfig {
-            collection_interval: Duration::from_secs(10),
+            collection_interval: Duration::from_secs(60),
             initial_delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(0),
             root_path: "/".into(),
+            metadata_collection_interval: Duration::from_secs(300),
             attribute_names: Naming::Semconv,
             scrapers: Scrapers::default(),
         }
@@ -68,20 +92,37 @@ pub struct Scrapers {
     pub process: Option<ProcessConfig>,
     #[serde(deserialize_with = "present")]
     pub system: Option<MetricsOnly>,
+    /// NFS client and server counters from `/proc/net/rpc/nfs{,d}`.
+    #[serde(deserialize_with = "present")]
+    pub nfs: Option<MetricsOnly>,
+    /// Temperature sensors from `/sys/class/hwmon`.
+    #[serde(deserialize_with = "present")]
+    pub hardware: Option<HardwareConfig>,
+}
+
+impl Scrapers {
+    pub fn is_empty(&self) -> bool {
+        self.cpu.is_none()
+            && self.memory.is_none()
+            && self.load.is_none()
+            && self.disk.is_none()
+            && self.filesystem.is_none()
+            && self.network.is_none()
+            && self.paging.is_none()
+            && self.processes.is_none()
+            && self.process.is_none()
+            && self.system.is_none()
+            && self.nfs.is_none()
+            && self.hardware.is_none()
+    }
 }
 
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
-/// `metrics: {system.cpu.utilization: {enabled: true}}`: per-metric switches.
-pub type MetricSwitches = BTreeMap<String, MetricSwitch>;
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricSwitch {
-    pub enabled: bool,
-}
+/// `metrics: {system.cpu.utilization: {enabled: true}}`: per-metric settings.
+pub type MetricSwitches = BTreeMap<String, MetricSettings>;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -160,18 +201,56 @@ pub struct InterfaceFilter {
 pub struct ProcessConfig {
     pub include: Option<NameFilter>,
     pub exclude: Option<NameFilter>,
-    /// Skip processes whose name cannot be read without logging it.
+    /// Report no per-process read error at all (supersedes the other `mute_*` switches).
+    pub mute_process_all_errors: bool,
+    /// Do not report processes skipped because their name could not be read.
     pub mute_process_name_error: bool,
-    /// Leave out the executable path of processes whose `exe` link cannot be read (another
-    /// user's processes, without privileges) without logging it.
+    /// Do not report executable paths that could not be read (another user's processes,
+    /// without privileges); the path is left out either way.
     pub mute_process_exe_error: bool,
+    /// Do not report I/O counters that could not be read.
+    pub mute_process_io_error: bool,
+    /// Do not report owners whose uid has no name in `/etc/passwd` (users that exist only in
+    /// a container).
+    pub mute_process_user_error: bool,
+    /// Do not report cgroups that could not be read.
+    pub mute_process_cgroup_error: bool,
+    /// Leave out processes younger than this (default 0s: none).
+    pub scrape_process_delay: Duration,
     pub metrics: MetricSwitches,
+    /// Switches, filters and overrides of the resource attributes of each process.
+    pub resource_attributes: BTreeMap<String, ResourceAttributeSettings>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NameFilter {
     pub names: Vec<String>,
+    pub match_type: MatchType,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardwareConfig {
+    /// The hwmon class directory, as the host sees it (default `/sys/class/hwmon`; read under
+    /// `root_path`). The first hardware scraper releases had this key.
+    pub hwmon_path: Option<String>,
+    /// Which temperature sensors are read, by label.
+    pub temperature: TemperatureConfig,
+    pub metrics: MetricSwitches,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemperatureConfig {
+    pub include: Option<SensorFilter>,
+    pub exclude: Option<SensorFilter>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorFilter {
+    pub sensors: Vec<String>,
     pub match_type: MatchType,
 }
 
@@ -213,62 +292,66 @@ impl Filter {
     }
 }
 
-/// Checks the parts serde cannot and compiles filters, reporting every problem with its key path.
-pub struct Checker<'a> {
-    component: &'a ComponentConfig,
-    pub errors: ConfigErrors,
+/// One side of a filter as the config gives it: the list and how to match it.
+pub type FilterSpec<'a> = Option<(&'a [String], MatchType)>;
+
+/// A filter section of the config: its list, whatever the list's key, and its match type.
+pub trait FilterList {
+    fn list(&self) -> (&[String], MatchType);
 }
 
-impl<'a> Checker<'a> {
-    pub fn new(component: &'a ComponentConfig) -> Self {
-        Checker {
-            component,
-            errors: ConfigErrors::default(),
-        }
-    }
+/// The side of a filter an optional section gives.
+pub fn spec<F: FilterList>(section: &Option<F>) -> FilterSpec<'_> {
+    section.as_ref().map(F::list)
+}
 
-    /// Records a problem at `keys` under this component, placed at the deepest of those keys
-    /// the file has; `index` names an item of the last key's list.
-    pub fn error(&mut self, keys: &[&str], index: Option<usize>, message: impl Into<String>) {
-        self.error_with(keys, index, message, None);
-    }
-
-    fn error_with(
-        &mut self,
-        keys: &[&str],
-        index: Option<usize>,
-        message: impl Into<String>,
-        suggestion: Option<String>,
-    ) {
-        let mut pos = self.component.pos.clone();
-        for depth in (1..=keys.len()).rev() {
-            if let Some(node) = self.component.node.get_path(keys[..depth].iter().copied()) {
-                pos = node.pos.clone();
-                break;
+macro_rules! filter_list {
+    ($($ty:ident . $field:ident),*) => {$(
+        impl FilterList for $ty {
+            fn list(&self) -> (&[String], MatchType) {
+                (&self.$field, self.match_type)
             }
         }
-        let mut path = self.component.path.clone();
-        for key in keys {
-            path.push('.');
-            path.push_str(key);
-        }
-        if let Some(i) = index {
-            path.push_str(&format!("[{i}]"));
-        }
-        self.errors
-            .push(Diagnostic::new(Some(pos), path, message).with_suggestion(suggestion));
-    }
+    )*};
+}
 
-    pub fn filter(
+filter_list!(
+    DeviceFilter.devices,
+    FsTypeFilter.fs_types,
+    MountPointFilter.mount_points,
+    InterfaceFilter.interfaces,
+    NameFilter.names,
+    SensorFilter.sensors
+);
+
+/// The host metrics receiver's checks, on top of the shared key checker.
+pub trait HostChecks {
+    fn filter(
         &mut self,
         keys: &[&str],
         list_key: &str,
-        include: Option<(&[String], MatchType)>,
-        include_key: &str,
-        exclude: Option<(&[String], MatchType)>,
-        exclude_key: &str,
+        include: (&str, FilterSpec<'_>),
+        exclude: (&str, FilterSpec<'_>),
+    ) -> Filter;
+
+    fn metrics(
+        &mut self,
+        scraper: &str,
+        switches: &MetricSwitches,
+        defs: &'static [MetricDef],
+        naming: Naming,
+    ) -> Plan;
+}
+
+impl HostChecks for KeyChecker<'_> {
+    fn filter(
+        &mut self,
+        keys: &[&str],
+        list_key: &str,
+        include: (&str, FilterSpec<'_>),
+        exclude: (&str, FilterSpec<'_>),
     ) -> Filter {
-        let mut compile = |side: &str, spec: Option<(&[String], MatchType)>| {
+        let mut compile = |side: &str, spec: FilterSpec<'_>| {
             let (items, match_type) = spec?;
             Some(match match_type {
                 MatchType::Strict => Matcher::Strict(items.iter().cloned().collect()),
@@ -278,20 +361,11 @@ impl<'a> Checker<'a> {
                         match Regex::new(item) {
                             Ok(r) => patterns.push(r),
                             Err(e) => {
-                                let mut at: Vec<&str> = keys.to_vec();
-                                at.extend([side, list_key]);
+                                let at: Vec<&str> = [keys, &[side, list_key]].concat();
                                 self.error(
                                     &at,
                                     Some(i),
-                                    format!(
-                                        "invalid regular expression `{item}`: {}",
-                                        // regex's parse errors draw a caret over several lines.
-                                        e.to_string()
-                                            .lines()
-                                            .last()
-                                            .unwrap_or_default()
-                                            .trim_start_matches("error: ")
-                                    ),
+                                    format!("invalid regular expression `{item}`: {}", short(&e)),
                                 );
                             }
                         }
@@ -300,35 +374,43 @@ impl<'a> Checker<'a> {
                 }
             })
         };
-        let include = compile(include_key, include);
-        let exclude = compile(exclude_key, exclude);
-        Filter { include, exclude }
+        let include_matcher = compile(include.0, include.1);
+        let exclude_matcher = compile(exclude.0, exclude.1);
+        Filter {
+            include: include_matcher,
+            exclude: exclude_matcher,
+        }
     }
 
-    /// The metrics a scraper emits: its defaults with the config's switches applied. Unknown
-    /// names are errors, with the closest known name suggested.
-    pub fn metrics(
+    /// The metrics a scraper emits: its defaults with the config's settings applied. Unknown
+    /// names are errors at the name, with the closest known name suggested.
+    fn metrics(
         &mut self,
         scraper: &str,
         switches: &MetricSwitches,
         defs: &'static [MetricDef],
-    ) -> HashSet<&'static str> {
+        naming: Naming,
+    ) -> Plan {
+        let semconv = naming == Naming::Semconv;
         let mut on: HashSet<&'static str> = defs
             .iter()
             .filter(|d| d.default_on)
             .map(|d| d.semconv)
             .collect();
-        for (name, switch) in switches {
-            let Some(def) = defs
-                .iter()
-                .find(|d| d.semconv == name || d.collector == name)
-            else {
+        let mut regroup = HashMap::new();
+        for (name, settings) in switches {
+            let keys = ["scrapers", scraper, "metrics", name.as_str()];
+            let Some(def) = defs.iter().find(|d| d.answers_to(name)) else {
                 let known = defs.iter().flat_map(|d| [d.semconv, d.collector]);
                 let suggestion = sluice_config::suggest(name, known);
-                let listing: Vec<&str> = defs.iter().map(|d| d.semconv).collect();
-                self.error_with(
-                    &["scrapers", scraper, "metrics", name],
-                    None,
+                let mut listing: Vec<&str> = defs
+                    .iter()
+                    .map(|d| if semconv { d.semconv } else { d.collector })
+                    .collect();
+                listing.sort_unstable();
+                listing.dedup();
+                self.error_at_key(
+                    &keys,
                     format!(
                         "unknown metric `{name}` of the {scraper} scraper; known: {}",
                         listing.join(", ")
@@ -337,18 +419,55 @@ impl<'a> Checker<'a> {
                 );
                 continue;
             };
-            if switch.enabled {
-                on.insert(def.semconv);
-            } else {
-                on.remove(def.semconv);
+            if def.former_names.contains(&name.as_str()) {
+                let current = if semconv { def.semconv } else { def.collector };
+                self.warn_at_key(
+                    &keys,
+                    format!(
+                        "`{name}` is a former name of `{current}`; the setting applies to `{current}`"
+                    ),
+                );
+            }
+            if let Some(enabled) = settings.enabled {
+                if enabled {
+                    on.insert(def.semconv);
+                    if let Some(why) = def.unavailable {
+                        self.warn_at_key(&keys, format!("accepted, emits nothing here: {why}"));
+                    }
+                } else {
+                    on.remove(def.semconv);
+                }
+            }
+            let declared: Vec<(&'static str, &'static str)> = def
+                .attributes
+                .iter()
+                .map(|a| (a.collector, a.semconv))
+                .collect();
+            if let Some(r) = self.regroup(
+                &keys,
+                settings,
+                &declared,
+                semconv,
+                def.default_aggregation(),
+            ) {
+                regroup.insert(def.semconv, r);
             }
         }
-        on
+        Plan::new(on, regroup)
     }
 }
 
 impl HostMetricsConfig {
-    pub fn check(&self, checker: &mut Checker<'_>) {
+    /// The root the host is read under (`root_path`, with empty meaning `/`).
+    pub fn root(&self) -> &str {
+        if self.root_path.trim().is_empty() {
+            "/"
+        } else {
+            &self.root_path
+        }
+    }
+
+    pub fn check(&self, checker: &mut KeyChecker<'_>) {
         if self.collection_interval.0.is_zero() {
             checker.error(
                 &["collection_interval"],
@@ -356,31 +475,14 @@ impl HostMetricsConfig {
                 "collection_interval must be more than 0",
             );
         }
-        if self.root_path.trim().is_empty() {
-            checker.error(
-                &["root_path"],
-                None,
-                "root_path must not be empty (use `/` for this machine's own root)",
-            );
-        } else if !self.root_path.starts_with('/') {
+        if !self.root().starts_with('/') {
             checker.error(&["root_path"], None, "root_path must be an absolute path");
         }
-        let s = &self.scrapers;
-        if s.cpu.is_none()
-            && s.memory.is_none()
-            && s.load.is_none()
-            && s.disk.is_none()
-            && s.filesystem.is_none()
-            && s.network.is_none()
-            && s.paging.is_none()
-            && s.processes.is_none()
-            && s.process.is_none()
-            && s.system.is_none()
-        {
+        if self.scrapers.is_empty() {
             checker.error(
                 &["scrapers"],
                 None,
-                "enable at least one scraper: cpu, memory, load, disk, filesystem, network, paging, processes, process or system",
+                "enable at least one scraper: cpu, disk, filesystem, hardware, load, memory, network, nfs, paging, processes, process or system",
             );
         }
     }

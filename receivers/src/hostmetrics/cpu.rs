@@ -4,8 +4,10 @@ use std::collections::HashMap;
 
 use procfs::FromBufReadSI;
 
-use super::emit::{Emitter, Kind, MetricDef, kv};
+use super::emit::{Attr, Emitter, Kind, MetricDef, attr, kv};
 use super::{Ctx, ScrapeError};
+
+const CPU_STATE: &[Attr] = &[attr("cpu", "cpu.logical_number"), attr("state", "cpu.mode")];
 
 pub const TIME: MetricDef = MetricDef::new(
     "system.cpu.time",
@@ -15,7 +17,8 @@ pub const TIME: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Seconds each logical CPU spent in each mode.",
-);
+)
+.attrs(CPU_STATE);
 pub const UTILIZATION: MetricDef = MetricDef::new(
     "system.cpu.utilization",
     "system.cpu.utilization",
@@ -24,7 +27,8 @@ pub const UTILIZATION: MetricDef = MetricDef::new(
     Kind::Gauge,
     false,
     "Share of each logical CPU's time spent in each mode since the previous scrape.",
-);
+)
+.attrs(CPU_STATE);
 pub const LOGICAL_COUNT: MetricDef = MetricDef::new(
     "system.cpu.logical.count",
     "system.cpu.logical.count",
@@ -34,7 +38,26 @@ pub const LOGICAL_COUNT: MetricDef = MetricDef::new(
     false,
     "Number of logical CPUs.",
 );
-pub const METRICS: &[MetricDef] = &[TIME, UTILIZATION, LOGICAL_COUNT];
+pub const PHYSICAL_COUNT: MetricDef = MetricDef::new(
+    "system.cpu.physical.count",
+    "system.cpu.physical.count",
+    "{cpu}",
+    "{cpu}",
+    Kind::UpDown,
+    false,
+    "Number of physical CPU cores.",
+);
+pub const FREQUENCY: MetricDef = MetricDef::new(
+    "system.cpu.frequency",
+    "system.cpu.frequency",
+    "Hz",
+    "Hz",
+    Kind::Gauge,
+    false,
+    "Current frequency of each logical CPU.",
+)
+.attrs(&[attr("cpu", "cpu.logical_number")]);
+pub const METRICS: &[MetricDef] = &[TIME, UTILIZATION, PHYSICAL_COUNT, LOGICAL_COUNT, FREQUENCY];
 
 /// Ticks of one CPU per mode, in the kernel's order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -173,6 +196,114 @@ impl CpuScraper {
         }
         out.point(&LOGICAL_COUNT, vec![], cpus.len() as u64);
         self.previous = cpus.into_iter().collect();
-        Ok(())
+        let mut result = Ok(());
+        if out.on(&PHYSICAL_COUNT) {
+            match physical_cores(ctx) {
+                Some(n) => out.point(&PHYSICAL_COUNT, vec![], n),
+                None => result = Err(ScrapeError::Read("the CPU topology".into())),
+            }
+        }
+        if out.on(&FREQUENCY) {
+            let frequencies = frequencies(ctx);
+            if frequencies.is_empty() {
+                result = Err(ScrapeError::Read("the CPU frequencies".into()));
+            }
+            for (n, hz) in frequencies {
+                let cpu = if semconv {
+                    kv("cpu.logical_number", n)
+                } else {
+                    kv("cpu", format!("cpu{n}"))
+                };
+                out.point(&FREQUENCY, vec![cpu], hz);
+            }
+        }
+        result
     }
+}
+
+/// Physical cores: distinct (package, core) pairs of the sysfs topology, else of
+/// `/proc/cpuinfo`'s `physical id` / `core id`.
+pub fn physical_cores(ctx: &Ctx) -> Option<u64> {
+    let mut cores = std::collections::HashSet::new();
+    if let Ok(dir) = std::fs::read_dir(ctx.path("sys/devices/system/cpu")) {
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(n) = name.to_str().and_then(|n| n.strip_prefix("cpu")) else {
+                continue;
+            };
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let read = |file: &str| {
+                std::fs::read_to_string(entry.path().join("topology").join(file))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            };
+            if let (Some(package), Some(core)) = (read("physical_package_id"), read("core_id")) {
+                cores.insert((package, core));
+            }
+        }
+    }
+    if cores.is_empty()
+        && let Ok(text) = ctx.read_string("proc/cpuinfo")
+    {
+        for block in text.split("\n\n") {
+            let field = |key: &str| {
+                block.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    (k.trim() == key).then(|| v.trim().to_string())
+                })
+            };
+            if let (Some(package), Some(core)) = (field("physical id"), field("core id")) {
+                cores.insert((package, core));
+            }
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len() as u64)
+}
+
+/// Hz of each logical CPU: `cpu MHz` of `/proc/cpuinfo` (as the OTel Collector reads it),
+/// else cpufreq's `scaling_cur_freq` (kHz) where cpuinfo has no frequency (ARM).
+pub fn frequencies(ctx: &Ctx) -> Vec<(i64, f64)> {
+    let mut found = Vec::new();
+    if let Ok(text) = ctx.read_string("proc/cpuinfo") {
+        let mut processor: Option<i64> = None;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            match k.trim() {
+                "processor" => processor = v.trim().parse().ok(),
+                "cpu MHz" => {
+                    if let (Some(n), Ok(mhz)) = (processor, v.trim().parse::<f64>()) {
+                        found.push((n, mhz * 1e6));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if found.is_empty()
+        && let Ok(dir) = std::fs::read_dir(ctx.path("sys/devices/system/cpu"))
+    {
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("cpu"))
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if let Some(khz) =
+                std::fs::read_to_string(entry.path().join("cpufreq/scaling_cur_freq"))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+            {
+                found.push((n, khz * 1e3));
+            }
+        }
+        found.sort_by_key(|(n, _)| *n);
+    }
+    found
 }

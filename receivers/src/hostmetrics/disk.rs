@@ -1,7 +1,13 @@
 //! `disk`: `/proc/diskstats`.
 
 use super::config::Filter;
-use super::emit::{Emitter, Kind, MetricDef, kv};
+use super::emit::{Attr, Emitter, Kind, MetricDef, attr, kv};
+
+const DEVICE: &[Attr] = &[attr("device", "system.device")];
+const DEVICE_DIRECTION: &[Attr] = &[
+    attr("device", "system.device"),
+    attr("direction", "disk.io.direction"),
+];
 use super::{Ctx, ScrapeError};
 
 pub const IO: MetricDef = MetricDef::new(
@@ -12,7 +18,8 @@ pub const IO: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Disk bytes transferred.",
-);
+)
+.attrs(DEVICE_DIRECTION);
 pub const OPERATIONS: MetricDef = MetricDef::new(
     "system.disk.operations",
     "system.disk.operations",
@@ -21,7 +28,8 @@ pub const OPERATIONS: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Disk operations completed.",
-);
+)
+.attrs(DEVICE_DIRECTION);
 pub const IO_TIME: MetricDef = MetricDef::new(
     "system.disk.io_time",
     "system.disk.io_time",
@@ -30,7 +38,8 @@ pub const IO_TIME: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Time the disk spent with operations in flight.",
-);
+)
+.attrs(DEVICE);
 pub const OPERATION_TIME: MetricDef = MetricDef::new(
     "system.disk.operation_time",
     "system.disk.operation_time",
@@ -39,7 +48,8 @@ pub const OPERATION_TIME: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Sum of the time each operation took to complete.",
-);
+)
+.attrs(DEVICE_DIRECTION);
 pub const MERGED: MetricDef = MetricDef::new(
     "system.disk.merged",
     "system.disk.merged",
@@ -48,7 +58,8 @@ pub const MERGED: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Reads and writes merged into single physical disk accesses.",
-);
+)
+.attrs(DEVICE_DIRECTION);
 // The next two are the collector's only; semantic conventions have no counterpart.
 pub const PENDING: MetricDef = MetricDef::new(
     "system.disk.pending_operations",
@@ -58,7 +69,8 @@ pub const PENDING: MetricDef = MetricDef::new(
     Kind::UpDown,
     true,
     "Operations queued for the disk.",
-);
+)
+.attrs(DEVICE);
 pub const WEIGHTED_IO_TIME: MetricDef = MetricDef::new(
     "system.disk.weighted_io_time",
     "system.disk.weighted_io_time",
@@ -67,7 +79,8 @@ pub const WEIGHTED_IO_TIME: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Time the disk spent with operations in flight, weighted by their number.",
-);
+)
+.attrs(DEVICE);
 pub const METRICS: &[MetricDef] = &[
     IO,
     OPERATIONS,

@@ -1,6 +1,7 @@
-//! Building OTLP metrics from scraped values, under either naming.
+//! Building OTLP metrics from scraped values, under either naming, with the config's
+//! per-metric switches and re-aggregation applied.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -8,6 +9,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::config::Naming;
+use crate::metric_keys::{Aggregation, Regroup, regroup_points};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -16,6 +18,14 @@ pub enum Kind {
     /// A non-monotonic cumulative sum.
     UpDown,
     Gauge,
+}
+
+/// A data point attribute of a metric: its name in the OTel Collector's output and in the
+/// semantic conventions.
+#[derive(Clone, Copy, Debug)]
+pub struct Attr {
+    pub collector: &'static str,
+    pub semconv: &'static str,
 }
 
 /// One metric a scraper can emit, under both namings.
@@ -28,6 +38,12 @@ pub struct MetricDef {
     pub description: &'static str,
     pub kind: Kind,
     pub default_on: bool,
+    /// The data point attributes it may carry, which `attributes:` can narrow.
+    pub attributes: &'static [Attr],
+    /// Names the metric had in earlier releases of the OTel Collector, still accepted.
+    pub former_names: &'static [&'static str],
+    /// Why this host cannot produce it (a Windows-only metric), when it cannot.
+    pub unavailable: Option<&'static str>,
 }
 
 impl MetricDef {
@@ -48,7 +64,59 @@ impl MetricDef {
             description,
             kind,
             default_on,
+            attributes: &[],
+            former_names: &[],
+            unavailable: None,
         }
+    }
+
+    pub const fn attrs(mut self, attributes: &'static [Attr]) -> Self {
+        self.attributes = attributes;
+        self
+    }
+
+    pub const fn formerly(mut self, names: &'static [&'static str]) -> Self {
+        self.former_names = names;
+        self
+    }
+
+    pub const fn unavailable(mut self, why: &'static str) -> Self {
+        self.unavailable = Some(why);
+        self
+    }
+
+    /// Whether `name` (either naming, or a former name) is this metric.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.semconv == name || self.collector == name || self.former_names.contains(&name)
+    }
+
+    pub fn default_aggregation(&self) -> Aggregation {
+        match self.kind {
+            Kind::Gauge => Aggregation::Avg,
+            Kind::Counter | Kind::UpDown => Aggregation::Sum,
+        }
+    }
+}
+
+pub const fn attr(collector: &'static str, semconv: &'static str) -> Attr {
+    Attr { collector, semconv }
+}
+
+/// What the config asks of one scraper's metrics: which are on, and which are re-aggregated
+/// over fewer attributes.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    enabled: HashSet<&'static str>,
+    regroup: HashMap<&'static str, Regroup>,
+}
+
+impl Plan {
+    pub fn new(enabled: HashSet<&'static str>, regroup: HashMap<&'static str, Regroup>) -> Self {
+        Plan { enabled, regroup }
+    }
+
+    pub fn is_on(&self, def: &MetricDef) -> bool {
+        self.enabled.contains(def.semconv)
     }
 }
 
@@ -113,19 +181,20 @@ impl From<i64> for AttrValue {
 /// Collects the metrics of one scrape of one scraper (or one process).
 pub struct Emitter<'a> {
     pub naming: Naming,
-    enabled: &'a HashSet<&'static str>,
+    plan: &'a Plan,
     /// When the data points were taken.
     pub now: u64,
     /// Start of cumulative sums: boot time for the host, start time for a process.
     pub start: u64,
-    metrics: Vec<Metric>,
+    /// Each metric with the key (semconv name) of the definition that opened it.
+    metrics: Vec<(&'static str, Metric)>,
 }
 
 impl<'a> Emitter<'a> {
-    pub fn new(naming: Naming, enabled: &'a HashSet<&'static str>, now: u64, start: u64) -> Self {
+    pub fn new(naming: Naming, plan: &'a Plan, now: u64, start: u64) -> Self {
         Emitter {
             naming,
-            enabled,
+            plan,
             now,
             start,
             metrics: Vec::new(),
@@ -133,7 +202,7 @@ impl<'a> Emitter<'a> {
     }
 
     pub fn on(&self, def: &MetricDef) -> bool {
-        self.enabled.contains(def.semconv)
+        self.plan.is_on(def)
     }
 
     pub fn semconv(&self) -> bool {
@@ -171,27 +240,32 @@ impl<'a> Emitter<'a> {
             }),
             ..Default::default()
         };
-        let index = match self.metrics.iter().position(|m| m.name == name) {
+        // Under collector naming two definitions can share a name (slab states are states
+        // of `system.memory.usage`): their points go to one metric.
+        let index = match self.metrics.iter().position(|(_, m)| m.name == name) {
             Some(i) => i,
             None => {
-                self.metrics.push(Metric {
-                    name: name.to_string(),
-                    description: def.description.to_string(),
-                    unit: unit.to_string(),
-                    data: Some(match def.kind {
-                        Kind::Gauge => metric::Data::Gauge(Gauge::default()),
-                        Kind::Counter | Kind::UpDown => metric::Data::Sum(Sum {
-                            data_points: Vec::new(),
-                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                            is_monotonic: def.kind == Kind::Counter,
+                self.metrics.push((
+                    def.semconv,
+                    Metric {
+                        name: name.to_string(),
+                        description: def.description.to_string(),
+                        unit: unit.to_string(),
+                        data: Some(match def.kind {
+                            Kind::Gauge => metric::Data::Gauge(Gauge::default()),
+                            Kind::Counter | Kind::UpDown => metric::Data::Sum(Sum {
+                                data_points: Vec::new(),
+                                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                                is_monotonic: def.kind == Kind::Counter,
+                            }),
                         }),
-                    }),
-                    ..Default::default()
-                });
+                        ..Default::default()
+                    },
+                ));
                 self.metrics.len() - 1
             }
         };
-        match &mut self.metrics[index].data {
+        match &mut self.metrics[index].1.data {
             Some(metric::Data::Gauge(g)) => g.data_points.push(point),
             Some(metric::Data::Sum(s)) => s.data_points.push(point),
             _ => {}
@@ -199,7 +273,20 @@ impl<'a> Emitter<'a> {
     }
 
     pub fn finish(self) -> Vec<Metric> {
+        let plan = self.plan;
         self.metrics
+            .into_iter()
+            .map(|(key, mut m)| {
+                if let Some(regroup) = plan.regroup.get(key) {
+                    match &mut m.data {
+                        Some(metric::Data::Gauge(g)) => regroup_points(&mut g.data_points, regroup),
+                        Some(metric::Data::Sum(s)) => regroup_points(&mut s.data_points, regroup),
+                        _ => {}
+                    }
+                }
+                m
+            })
+            .collect()
     }
 }
 

@@ -6,8 +6,23 @@ use std::collections::HashSet;
 use procfs::FromRead;
 use procfs::MountEntry;
 
-use super::config::{Checker, FilesystemConfig, Filter};
-use super::emit::{Emitter, Kind, MetricDef, kv};
+use super::config::{FilesystemConfig, Filter, HostChecks, spec};
+use super::emit::{Attr, Emitter, Kind, MetricDef, attr, kv};
+use crate::metric_keys::KeyChecker;
+
+const MOUNT: &[Attr] = &[
+    attr("device", "system.device"),
+    attr("mode", "system.filesystem.mode"),
+    attr("mountpoint", "system.filesystem.mountpoint"),
+    attr("type", "system.filesystem.type"),
+];
+const MOUNT_STATE: &[Attr] = &[
+    attr("device", "system.device"),
+    attr("mode", "system.filesystem.mode"),
+    attr("mountpoint", "system.filesystem.mountpoint"),
+    attr("type", "system.filesystem.type"),
+    attr("state", "system.filesystem.state"),
+];
 use super::{Ctx, ScrapeError};
 
 pub const USAGE: MetricDef = MetricDef::new(
@@ -18,7 +33,8 @@ pub const USAGE: MetricDef = MetricDef::new(
     Kind::UpDown,
     true,
     "Filesystem space used, free (to unprivileged users) and reserved (for root).",
-);
+)
+.attrs(MOUNT_STATE);
 pub const UTILIZATION: MetricDef = MetricDef::new(
     "system.filesystem.utilization",
     "system.filesystem.utilization",
@@ -27,7 +43,8 @@ pub const UTILIZATION: MetricDef = MetricDef::new(
     Kind::Gauge,
     false,
     "Share of the space usable by unprivileged users that is used.",
-);
+)
+.attrs(MOUNT);
 pub const LIMIT: MetricDef = MetricDef::new(
     "system.filesystem.limit",
     "system.filesystem.limit",
@@ -36,7 +53,8 @@ pub const LIMIT: MetricDef = MetricDef::new(
     Kind::UpDown,
     false,
     "Filesystem size.",
-);
+)
+.attrs(MOUNT);
 // The collector's only; semantic conventions have no inode metric.
 pub const INODES: MetricDef = MetricDef::new(
     "system.filesystem.inodes.usage",
@@ -46,7 +64,8 @@ pub const INODES: MetricDef = MetricDef::new(
     Kind::UpDown,
     true,
     "Inodes used and free.",
-);
+)
+.attrs(MOUNT_STATE);
 pub const METRICS: &[MetricDef] = &[USAGE, UTILIZATION, LIMIT, INODES];
 
 pub struct Filters {
@@ -57,48 +76,27 @@ pub struct Filters {
 }
 
 impl Filters {
-    pub fn from_config(c: &FilesystemConfig, check: &mut Checker<'_>) -> Filters {
+    pub fn from_config(c: &FilesystemConfig, check: &mut KeyChecker<'_>) -> Filters {
         let keys = ["scrapers", "filesystem"];
-        let devices = check.filter(
-            &keys,
-            "devices",
-            c.include_devices
-                .as_ref()
-                .map(|f| (f.devices.as_slice(), f.match_type)),
-            "include_devices",
-            c.exclude_devices
-                .as_ref()
-                .map(|f| (f.devices.as_slice(), f.match_type)),
-            "exclude_devices",
-        );
-        let types = check.filter(
-            &keys,
-            "fs_types",
-            c.include_fs_types
-                .as_ref()
-                .map(|f| (f.fs_types.as_slice(), f.match_type)),
-            "include_fs_types",
-            c.exclude_fs_types
-                .as_ref()
-                .map(|f| (f.fs_types.as_slice(), f.match_type)),
-            "exclude_fs_types",
-        );
-        let mount_points = check.filter(
-            &keys,
-            "mount_points",
-            c.include_mount_points
-                .as_ref()
-                .map(|f| (f.mount_points.as_slice(), f.match_type)),
-            "include_mount_points",
-            c.exclude_mount_points
-                .as_ref()
-                .map(|f| (f.mount_points.as_slice(), f.match_type)),
-            "exclude_mount_points",
-        );
         Filters {
-            devices,
-            types,
-            mount_points,
+            devices: check.filter(
+                &keys,
+                "devices",
+                ("include_devices", spec(&c.include_devices)),
+                ("exclude_devices", spec(&c.exclude_devices)),
+            ),
+            types: check.filter(
+                &keys,
+                "fs_types",
+                ("include_fs_types", spec(&c.include_fs_types)),
+                ("exclude_fs_types", spec(&c.exclude_fs_types)),
+            ),
+            mount_points: check.filter(
+                &keys,
+                "mount_points",
+                ("include_mount_points", spec(&c.include_mount_points)),
+                ("exclude_mount_points", spec(&c.exclude_mount_points)),
+            ),
             include_virtual: c.include_virtual_filesystems,
         }
     }

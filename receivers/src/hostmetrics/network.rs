@@ -7,7 +7,12 @@ use procfs::FromBufReadSI;
 use procfs::net::{TcpNetEntries, TcpState};
 
 use super::config::Filter;
-use super::emit::{Emitter, Kind, MetricDef, kv};
+use super::emit::{Attr, Emitter, Kind, MetricDef, attr, kv};
+
+const INTERFACE: &[Attr] = &[
+    attr("device", "network.interface.name"),
+    attr("direction", "network.io.direction"),
+];
 use super::{Ctx, ScrapeError};
 
 pub const IO: MetricDef = MetricDef::new(
@@ -18,7 +23,8 @@ pub const IO: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Bytes transmitted and received.",
-);
+)
+.attrs(INTERFACE);
 pub const PACKETS: MetricDef = MetricDef::new(
     "system.network.packet.count",
     "system.network.packets",
@@ -27,7 +33,8 @@ pub const PACKETS: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Packets transmitted and received.",
-);
+)
+.attrs(INTERFACE);
 pub const ERRORS: MetricDef = MetricDef::new(
     "system.network.errors",
     "system.network.errors",
@@ -36,7 +43,8 @@ pub const ERRORS: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Errors detected while transmitting and receiving.",
-);
+)
+.attrs(INTERFACE);
 pub const DROPPED: MetricDef = MetricDef::new(
     "system.network.packet.dropped",
     "system.network.dropped",
@@ -45,7 +53,8 @@ pub const DROPPED: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Packets dropped although there was no error.",
-);
+)
+.attrs(INTERFACE);
 pub const CONNECTIONS: MetricDef = MetricDef::new(
     "system.network.connection.count",
     "system.network.connections",
@@ -54,8 +63,39 @@ pub const CONNECTIONS: MetricDef = MetricDef::new(
     Kind::UpDown,
     true,
     "TCP connections by state.",
+)
+.attrs(&[
+    attr("protocol", "network.transport"),
+    attr("state", "network.connection.state"),
+]);
+// Semantic conventions have no conntrack metrics: both namings use the collector's names.
+pub const CONNTRACK_COUNT: MetricDef = MetricDef::new(
+    "system.network.conntrack.count",
+    "system.network.conntrack.count",
+    "{entry}",
+    "{entries}",
+    Kind::UpDown,
+    false,
+    "Entries in the connection tracking table.",
 );
-pub const METRICS: &[MetricDef] = &[IO, PACKETS, ERRORS, DROPPED, CONNECTIONS];
+pub const CONNTRACK_MAX: MetricDef = MetricDef::new(
+    "system.network.conntrack.max",
+    "system.network.conntrack.max",
+    "{entry}",
+    "{entries}",
+    Kind::UpDown,
+    false,
+    "Size limit of the connection tracking table.",
+);
+pub const METRICS: &[MetricDef] = &[
+    IO,
+    PACKETS,
+    ERRORS,
+    DROPPED,
+    CONNECTIONS,
+    CONNTRACK_COUNT,
+    CONNTRACK_MAX,
+];
 
 pub fn scrape(ctx: &Ctx, filter: &Filter, out: &mut Emitter<'_>) -> Result<(), ScrapeError> {
     let devices: procfs::net::InterfaceDeviceStatus = ctx.read("proc/net/dev")?;
@@ -77,10 +117,32 @@ pub fn scrape(ctx: &Ctx, filter: &Filter, out: &mut Emitter<'_>) -> Result<(), S
         out.point(&DROPPED, at("receive"), d.recv_drop);
         out.point(&DROPPED, at("transmit"), d.sent_drop);
     }
-    if out.on(&CONNECTIONS) {
-        connections(ctx, out)?;
+    let mut result = Ok(());
+    if out.on(&CONNECTIONS)
+        && let Err(e) = connections(ctx, out)
+    {
+        result = Err(e);
     }
-    Ok(())
+    for (def, file) in [
+        (
+            &CONNTRACK_COUNT,
+            "proc/sys/net/netfilter/nf_conntrack_count",
+        ),
+        (&CONNTRACK_MAX, "proc/sys/net/netfilter/nf_conntrack_max"),
+    ] {
+        if !out.on(def) {
+            continue;
+        }
+        // Without the nf_conntrack module there is no table to report on.
+        match ctx.read_string(file) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(n) => out.point(def, vec![], n),
+                Err(e) => result = Err(ScrapeError::parse(file, e)),
+            },
+            Err(e) => result = Err(e),
+        }
+    }
+    result
 }
 
 fn connections(ctx: &Ctx, out: &mut Emitter<'_>) -> Result<(), ScrapeError> {

@@ -1,6 +1,11 @@
 //! `paging`: swap devices from `/proc/swaps` and paging counters from `/proc/vmstat`.
 
-use super::emit::{Emitter, Kind, MetricDef, kv};
+use super::emit::{Attr, Emitter, Kind, MetricDef, attr, kv};
+
+const DEVICE_STATE: &[Attr] = &[
+    attr("device", "system.device"),
+    attr("state", "system.paging.state"),
+];
 use super::{Ctx, ScrapeError};
 
 pub const USAGE: MetricDef = MetricDef::new(
@@ -11,7 +16,8 @@ pub const USAGE: MetricDef = MetricDef::new(
     Kind::UpDown,
     true,
     "Swap space in use and free, per device.",
-);
+)
+.attrs(DEVICE_STATE);
 pub const UTILIZATION: MetricDef = MetricDef::new(
     "system.paging.utilization",
     "system.paging.utilization",
@@ -20,7 +26,8 @@ pub const UTILIZATION: MetricDef = MetricDef::new(
     Kind::Gauge,
     false,
     "Share of swap space in use and free, per device.",
-);
+)
+.attrs(DEVICE_STATE);
 pub const FAULTS: MetricDef = MetricDef::new(
     "system.paging.faults",
     "system.paging.faults",
@@ -29,7 +36,8 @@ pub const FAULTS: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Page faults.",
-);
+)
+.attrs(&[attr("type", "system.paging.fault.type")]);
 pub const OPERATIONS: MetricDef = MetricDef::new(
     "system.paging.operations",
     "system.paging.operations",
@@ -38,7 +46,11 @@ pub const OPERATIONS: MetricDef = MetricDef::new(
     Kind::Counter,
     true,
     "Paging operations: swap (major) and page-cache (minor) pages in and out.",
-);
+)
+.attrs(&[
+    attr("direction", "system.paging.direction"),
+    attr("type", "system.paging.fault.type"),
+]);
 pub const METRICS: &[MetricDef] = &[USAGE, UTILIZATION, FAULTS, OPERATIONS];
 
 #[derive(Debug, PartialEq, Eq)]

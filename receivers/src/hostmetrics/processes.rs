@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::emit::{Emitter, Kind, MetricDef, kv};
+use super::emit::{Emitter, Kind, MetricDef, attr, kv};
 use super::{Ctx, ScrapeError};
 
 pub const COUNT: MetricDef = MetricDef::new(
@@ -13,7 +13,8 @@ pub const COUNT: MetricDef = MetricDef::new(
     Kind::UpDown,
     true,
     "Processes in each state.",
-);
+)
+.attrs(&[attr("status", "process.state")]);
 pub const CREATED: MetricDef = MetricDef::new(
     "system.process.created",
     "system.processes.created",

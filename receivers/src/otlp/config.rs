@@ -1,6 +1,7 @@
 use serde::{Deserialize, Deserializer};
-use sluice_config::ByteSize;
+use sluice_config::{ByteSize, Duration};
 
+use super::connections::ConnectionPolicy;
 use crate::tls::ServerTlsSettings;
 
 /// `receivers: otlp:`, with the OTel Collector's keys.
@@ -41,7 +42,29 @@ pub struct GrpcConfig {
     /// Concurrent requests (HTTP/2 streams) one connection may have open (default 100): bounds
     /// what a single client can hold in memory at once.
     pub max_concurrent_streams: u32,
+    /// sluice's own key: how long a new connection has to send its first request, TLS and
+    /// HTTP/2 handshakes included (default 10s; 0 = no limit). Connections that stay silent
+    /// would otherwise hold a file descriptor and a `max_connections` slot forever.
+    pub read_header_timeout: Duration,
+    /// sluice's own key: connections served at once on each listening address (default
+    /// 4096); the ones over it are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// configgrpc's `keepalive` keys.
+    pub keepalive: GrpcKeepalive,
+    /// Keep the request's metadata (gRPC metadata, i.e. its HTTP/2 headers) with its data,
+    /// for processors and exporters that act on it (`batch` `metadata_keys`, `attributes`
+    /// `from_context`...) (default false).
+    pub include_metadata: bool,
 }
+
+/// The default of `max_connections`, for both protocols.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// The default of `read_header_timeout`, for both protocols.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default of HTTP `idle_timeout` and gRPC `keepalive.server_parameters.max_connection_idle`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for GrpcConfig {
     fn default() -> Self {
@@ -50,8 +73,61 @@ impl Default for GrpcConfig {
             max_recv_msg_size_mib: 4,
             tls: None,
             max_concurrent_streams: 100,
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            keepalive: GrpcKeepalive::default(),
+            include_metadata: false,
         }
     }
+}
+
+/// `protocols.grpc.keepalive`, with configgrpc's keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcKeepalive {
+    pub server_parameters: KeepaliveServerParameters,
+    pub enforcement_policy: KeepaliveEnforcementPolicy,
+}
+
+/// `keepalive.server_parameters`. A zero duration means what it means to grpc-go: no limit
+/// for the `max_connection_*` keys, grpc-go's default for `time` and `timeout`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// A connection without a request in progress for this long is told to go away (GOAWAY).
+    /// Default 120s, where grpc-go has no limit: idle connections cost a file descriptor each.
+    pub max_connection_idle: Duration,
+    /// Any connection is told to go away after this long (default: never).
+    pub max_connection_age: Duration,
+    /// After `max_connection_age`, requests in progress get this long before the connection is
+    /// closed (default: as long as they take).
+    pub max_connection_age_grace: Duration,
+    /// A connection silent for this long is pinged (default 2h).
+    pub time: Duration,
+    /// A ping not answered within this closes the connection (default 20s).
+    pub timeout: Duration,
+}
+
+impl Default for KeepaliveServerParameters {
+    fn default() -> Self {
+        KeepaliveServerParameters {
+            max_connection_idle: DEFAULT_IDLE_TIMEOUT,
+            max_connection_age: Duration::default(),
+            max_connection_age_grace: Duration::default(),
+            time: Duration::default(),
+            timeout: Duration::default(),
+        }
+    }
+}
+
+/// `keepalive.enforcement_policy`: accepted for compatibility with collector configs, not
+/// enforced (sluice answers every client ping; the HTTP/2 layer keeps at most one answer
+/// pending, so a ping flood costs little).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveEnforcementPolicy {
+    pub min_time: Duration,
+    pub permit_without_stream: bool,
 }
 
 /// `protocols.http`.
@@ -60,6 +136,9 @@ impl Default for GrpcConfig {
 pub struct HttpConfig {
     /// Listen address (default `localhost:4318`).
     pub endpoint: String,
+    /// Keep the request's headers with its data, for processors and exporters that act on
+    /// them (`batch` `metadata_keys`, `attributes` `from_context`...) (default false).
+    pub include_metadata: bool,
     /// Largest body accepted, both as sent and after decompression (default 20MiB).
     pub max_request_body_size: ByteSize,
     /// Default `/v1/traces`.
@@ -71,17 +150,86 @@ pub struct HttpConfig {
     /// Serve HTTPS with this certificate (and require client certificates when
     /// `client_ca_file` is set).
     pub tls: Option<ServerTlsSettings>,
+    /// How long a request's body may take to arrive once its headers have (default 30s; 0 =
+    /// no limit). Also the fallback of `read_header_timeout` and `idle_timeout` set to 0.
+    pub read_timeout: Duration,
+    /// How long a new connection has to send its first request's headers, TLS handshake
+    /// included (default 10s; 0 = `read_timeout`).
+    pub read_header_timeout: Duration,
+    /// How long a request may take from its headers to the end of its answer; over it the
+    /// connection is closed (default 0 = no limit, as in the collector's OTLP receiver).
+    pub write_timeout: Duration,
+    /// How long a connection may wait for its next request after an answer (default 120s;
+    /// 0 = `read_timeout`).
+    pub idle_timeout: Duration,
+    /// Whether a connection may carry more than one request (default true).
+    pub keep_alives_enabled: bool,
+    /// sluice's own key: connections served at once on each listening address (default
+    /// 4096); the ones over it are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
+
+/// The default of HTTP `read_timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             endpoint: "localhost:4318".into(),
+            include_metadata: false,
             max_request_body_size: ByteSize(20 * 1024 * 1024),
             traces_url_path: "/v1/traces".into(),
             metrics_url_path: "/v1/metrics".into(),
             logs_url_path: "/v1/logs".into(),
             tls: None,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            write_timeout: Duration::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keep_alives_enabled: true,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// A duration of 0 is "not set".
+fn nonzero(d: Duration) -> Option<std::time::Duration> {
+    Some(d.0).filter(|d| !d.is_zero())
+}
+
+impl GrpcConfig {
+    pub(crate) fn connection_policy(&self) -> ConnectionPolicy {
+        let keepalive = &self.keepalive.server_parameters;
+        ConnectionPolicy {
+            max_connections: self.max_connections,
+            first_request_timeout: nonzero(self.read_header_timeout),
+            idle_timeout: nonzero(keepalive.max_connection_idle),
+            write_timeout: None,
+            max_age: nonzero(keepalive.max_connection_age),
+            max_age_grace: nonzero(keepalive.max_connection_age_grace),
+            one_request_per_connection: false,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// How long the body of a request may take to arrive (`None`: no limit).
+    pub(crate) fn body_read_timeout(&self) -> Option<std::time::Duration> {
+        nonzero(self.read_timeout)
+    }
+
+    /// As Go's net/http, which the collector's keys configure: a header or idle timeout of 0
+    /// falls back to `read_timeout`.
+    pub(crate) fn connection_policy(&self) -> ConnectionPolicy {
+        let or_read_timeout = |d: Duration| nonzero(d).or_else(|| self.body_read_timeout());
+        ConnectionPolicy {
+            max_connections: self.max_connections,
+            first_request_timeout: or_read_timeout(self.read_header_timeout),
+            idle_timeout: or_read_timeout(self.idle_timeout),
+            write_timeout: nonzero(self.write_timeout),
+            max_age: None,
+            max_age_grace: None,
+            one_request_per_connection: !self.keep_alives_enabled,
         }
     }
 }

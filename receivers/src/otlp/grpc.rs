@@ -1,30 +1,33 @@
-//! OTLP/gRPC: the three collector services on one tonic server (TLS, HTTP/2 settings,
-//! graceful shutdown), each a hand-written service that sees the raw request: it reads the
-//! 5-byte message prefix, checks the declared length against `max_recv_msg_size_mib` and the
-//! admission budget (without reserving it), and only then reads the message, reserving its
-//! bytes as they arrive, within [`MESSAGE_READ_TIMEOUT`]; then decompresses and decodes it.
+//! OTLP/gRPC: the three collector services over HTTP/2 (served by [`super::connections`]),
+//! each hand-written to see the raw request: it reads the 5-byte message prefix, checks the
+//! declared length against `max_recv_msg_size_mib` and the admission budget (without reserving
+//! it), and only then reads the message, reserving its bytes as they arrive, within
+//! [`MESSAGE_READ_TIMEOUT`] and the client's `grpc-timeout`; then decompresses and decodes it.
 
 use std::convert::Infallible;
-use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Request, Response};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
 use sluice_pipeline::admission::{Admission, Permit, Refusal};
 use sluice_pipeline::{DeliveryError, Logs, Metrics, Signal, Traces};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::body::Body;
-use tonic::codegen::{BoxFuture, Context, Poll, Service};
-use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::connections::{self, ConnectionReport};
 use super::unpack::{Compression, Encoding, READ_AHEAD, UnpackError, unpack};
-use super::{GrpcConfig, Outputs, SignalSink, Transport, retry_after, stopped};
+use super::{GrpcConfig, Outputs, SignalSink, Transport, retry_after};
 
 /// OTLP's mapping of delivery errors to gRPC codes: throttling is RESOURCE_EXHAUSTED with
 /// RetryInfo (the only form of it a client retries), transient failures UNAVAILABLE,
@@ -102,39 +105,7 @@ struct Shared<S: Signal> {
     admission: Admission,
     /// `max_recv_msg_size_mib` in bytes, for the message as sent and as decompressed.
     limit: usize,
-    export_path: String,
-}
-
-struct OtlpService<S: Signal>(Arc<Shared<S>>, PhantomData<S>);
-
-impl<S: Signal> Clone for OtlpService<S> {
-    fn clone(&self) -> Self {
-        OtlpService(self.0.clone(), PhantomData)
-    }
-}
-
-impl<S: GrpcSignal> NamedService for OtlpService<S> {
-    const NAME: &'static str = S::SERVICE;
-}
-
-impl<S: GrpcSignal> Service<Request<Body>> for OtlpService<S> {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Infallible>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let shared = self.0.clone();
-        Box::pin(async move {
-            Ok(match shared.export(request).await {
-                Ok(()) => ok_response(),
-                Err(status) => status_response(&status),
-            })
-        })
-    }
+    include_metadata: bool,
 }
 
 /// The next chunk of request data: `None` at the end of the stream (trailers and empty
@@ -168,26 +139,8 @@ fn second_message() -> Status {
 }
 
 impl<S: GrpcSignal> Shared<S> {
-    async fn export(&self, request: Request<Body>) -> Result<(), Status> {
+    async fn export(self: Arc<Self>, request: Request<Body>) -> Result<(), Status> {
         let (parts, body) = request.into_parts();
-        if parts.uri.path() != self.export_path {
-            return Err(Status::unimplemented(format!(
-                "unknown method {}",
-                parts.uri.path()
-            )));
-        }
-        let content_type = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !(content_type == "application/grpc"
-            || content_type.starts_with("application/grpc+proto"))
-        {
-            return Err(Status::invalid_argument(format!(
-                "unsupported content-type `{content_type}`; use application/grpc"
-            )));
-        }
         let encoding = parts
             .headers
             .get("grpc-encoding")
@@ -228,6 +181,11 @@ impl<S: GrpcSignal> Shared<S> {
             UnpackError::Invalid(message) => Status::invalid_argument(message),
             UnpackError::Internal(message) => Status::internal(message),
         })?;
+        let batch = if self.include_metadata {
+            batch.with_metadata(super::client_metadata(&parts.headers))
+        } else {
+            batch
+        };
         let outcome = self.sink.accept(batch, Transport::Grpc).await;
         // Held until the client is answered.
         drop(permit);
@@ -342,19 +300,145 @@ fn service<S: GrpcSignal>(
     sink: &Option<Arc<SignalSink<S>>>,
     admission: &Admission,
     limit: usize,
-) -> Option<OtlpService<S>> {
+    include_metadata: bool,
+) -> Option<Arc<Shared<S>>> {
     sink.clone().map(|sink| {
-        OtlpService(
-            Arc::new(Shared {
-                sink,
-                admission: admission.clone(),
-                limit,
-                export_path: format!("/{}/Export", S::SERVICE),
-            }),
-            PhantomData,
-        )
+        Arc::new(Shared {
+            sink,
+            admission: admission.clone(),
+            limit,
+            include_metadata,
+        })
     })
 }
+
+/// Every call on the gRPC port: checks what applies to any method (content-type, deadline),
+/// then hands the call to the service of its signal. Only the signals some pipeline takes are
+/// served; the others answer UNIMPLEMENTED, like an unknown method.
+#[derive(Clone)]
+struct Calls {
+    traces: Option<Arc<Shared<Traces>>>,
+    metrics: Option<Arc<Shared<Metrics>>>,
+    logs: Option<Arc<Shared<Logs>>>,
+}
+
+impl Calls {
+    async fn answer(self, request: Request<Incoming>) -> Response<Body> {
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_grpc(content_type) {
+            return unsupported_media_type(content_type);
+        }
+        if !is_protobuf(content_type) {
+            return status_response(&Status::unimplemented(format!(
+                "unsupported content-type `{content_type}`; use application/grpc or application/grpc+proto"
+            )));
+        }
+        let deadline = grpc_timeout(request.headers());
+        // An expired deadline is answered before anything else is done for the call.
+        if deadline == Some(Duration::ZERO) {
+            return status_response(&deadline_exceeded());
+        }
+        let request = request.map(Body::new);
+        let path = request.uri().path().to_string();
+        let service = path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix("/Export"))
+            .unwrap_or("");
+        let export: Option<BoxFuture<'static, Result<(), Status>>> = if service == Traces::SERVICE {
+            self.traces.map(|s| s.export(request).boxed())
+        } else if service == Metrics::SERVICE {
+            self.metrics.map(|s| s.export(request).boxed())
+        } else if service == Logs::SERVICE {
+            self.logs.map(|s| s.export(request).boxed())
+        } else {
+            None
+        };
+        let Some(export) = export else {
+            return status_response(&Status::unimplemented(format!("unknown method {path}")));
+        };
+        let outcome = match deadline {
+            Some(deadline) => tokio::time::timeout(deadline, export)
+                .await
+                .unwrap_or_else(|_| Err(deadline_exceeded())),
+            None => export.await,
+        };
+        match outcome {
+            Ok(()) => ok_response(),
+            Err(status) => status_response(&status),
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Calls {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let calls = self.clone();
+        Box::pin(async move { Ok(calls.answer(request).await) })
+    }
+}
+
+/// `application/grpc`, optionally with a `+codec` or parameters, as grpc-go recognises it.
+fn is_grpc(content_type: &str) -> bool {
+    content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+}
+
+/// The codec is protobuf: no `+codec`, or `+proto`.
+fn is_protobuf(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    media == "application/grpc" || media == "application/grpc+proto"
+}
+
+/// A request that is not gRPC at all gets HTTP 415, as grpc-go answers it (an HTTP client
+/// sees the status it knows), with UNIMPLEMENTED for gRPC clients that read `grpc-status`.
+fn unsupported_media_type(content_type: &str) -> Response<Body> {
+    let given = if content_type.is_empty() {
+        "none"
+    } else {
+        content_type
+    };
+    let mut response = status_response(&Status::unimplemented(format!(
+        "unsupported content-type `{given}`; use application/grpc"
+    )));
+    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response
+}
+
+fn deadline_exceeded() -> Status {
+    Status::deadline_exceeded("the deadline the client set (grpc-timeout) passed")
+}
+
+/// The client's deadline for the call: `grpc-timeout`, at most 8 digits and a unit (`H`, `M`,
+/// `S`, `m`, `u`, `n`). A malformed one is ignored, as tonic does.
+fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let digits = value.get(..value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match &value[digits.len()..] {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// grpc-go's defaults where configgrpc's keepalive keys are 0.
+const DEFAULT_KEEPALIVE_TIME: Duration = Duration::from_secs(2 * 3600);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) fn serve(
     listener: TcpListener,
@@ -362,6 +446,7 @@ pub(crate) fn serve(
     config: &GrpcConfig,
     outputs: &Outputs,
     admission: &Admission,
+    report: ConnectionReport,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let limit = usize::try_from(config.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
@@ -375,29 +460,73 @@ pub(crate) fn serve(
              messages larger than the budget (compressed plus decompressed size) are refused for good"
         );
     }
-    // Only the signals some pipeline takes are served; the others answer UNIMPLEMENTED.
-    let router = tonic::transport::Server::builder()
-        .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
-        .add_optional_service(service(&outputs.traces, admission, limit))
-        .add_optional_service(service(&outputs.metrics, admission, limit))
-        .add_optional_service(service(&outputs.logs, admission, limit));
-    tokio::spawn(async move {
-        let served = match tls {
-            Some(tls) => {
-                let incoming = crate::tls::incoming(crate::tls::TlsListener::new(listener, tls));
-                router
-                    .serve_with_incoming_shutdown(incoming, stopped(stop))
-                    .await
-            }
-            None => {
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-                router
-                    .serve_with_incoming_shutdown(incoming, stopped(stop))
-                    .await
-            }
-        };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "OTLP/gRPC server failed");
+    let calls = Calls {
+        traces: service(&outputs.traces, admission, limit, config.include_metadata),
+        metrics: service(&outputs.metrics, admission, limit, config.include_metadata),
+        logs: service(&outputs.logs, admission, limit, config.include_metadata),
+    };
+    let keepalive = &config.keepalive.server_parameters;
+    let nonzero = |d: sluice_config::Duration| Some(d.0).filter(|d| !d.is_zero());
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.max_concurrent_streams.max(1))
+        .keep_alive_interval(nonzero(keepalive.time).unwrap_or(DEFAULT_KEEPALIVE_TIME))
+        .keep_alive_timeout(nonzero(keepalive.timeout).unwrap_or(DEFAULT_KEEPALIVE_TIMEOUT));
+    connections::serve(
+        listener,
+        tls,
+        builder,
+        calls,
+        config.connection_policy(),
+        report,
+        stop,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout_of(value: &str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", HeaderValue::from_str(value).unwrap());
+        grpc_timeout(&headers)
+    }
+
+    #[test]
+    fn grpc_timeout_follows_the_grpc_over_http2_spec() {
+        assert_eq!(timeout_of("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout_of("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout_of("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(timeout_of("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout_of("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout_of("0n"), Some(Duration::ZERO));
+        assert_eq!(
+            timeout_of("99999999S"),
+            Some(Duration::from_secs(99_999_999))
+        );
+        for malformed in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S", "5 S"] {
+            assert_eq!(timeout_of(malformed), None, "{malformed}");
         }
-    })
+    }
+
+    #[test]
+    fn only_grpc_content_types_are_grpc_and_only_protobuf_is_decoded() {
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc;charset=utf-8",
+            "application/grpc+json",
+        ] {
+            assert!(is_grpc(grpc), "{grpc}");
+        }
+        for other in ["", "application/json", "application/grpc-web", "text/plain"] {
+            assert!(!is_grpc(other), "{other}");
+        }
+        assert!(is_protobuf("application/grpc+proto"));
+        assert!(is_protobuf("application/grpc; charset=utf-8"));
+        assert!(!is_protobuf("application/grpc+json"));
+    }
 }

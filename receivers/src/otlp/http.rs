@@ -10,14 +10,18 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::BodyExt;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use sluice_pipeline::admission::{Admission, Permit, Refusal};
 use sluice_pipeline::{DeliveryError, Signal};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use super::connections::{self, ConnectionReport};
 use super::unpack::{Compression, Encoding, READ_AHEAD, UnpackError, unpack};
-use super::{HttpConfig, Outputs, SignalSink, Transport, retry_after, stopped};
+use super::{HttpConfig, Outputs, SignalSink, Transport, retry_after};
 
 // google.rpc.Code values used in error bodies.
 const INVALID_ARGUMENT: i32 = 3;
@@ -123,11 +127,6 @@ fn refusal(r: &Refusal, encoding: Encoding) -> Response {
     delivery_error(&r.to_delivery_error(), encoding)
 }
 
-/// How long a client has to send its whole body once the receiver starts reading it. A client
-/// that stalls would otherwise keep its request, and the bytes it has sent, in flight
-/// forever; it gets 408 instead and the connection is closed.
-pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Why a body was not read to its end.
 enum ReadError {
     /// Larger than `max_request_body_size`.
@@ -220,6 +219,11 @@ struct Route<S: Signal> {
     sink: Arc<SignalSink<S>>,
     admission: Admission,
     limit: usize,
+    /// How long a client has to send its whole body once the receiver starts reading it
+    /// (`read_timeout`). A client that stalls would otherwise keep its request, and the bytes
+    /// it has sent, in flight forever; it gets 408 instead and the connection is closed.
+    read_timeout: Option<Duration>,
+    include_metadata: bool,
 }
 
 impl<S: Signal> Clone for Route<S> {
@@ -228,6 +232,8 @@ impl<S: Signal> Clone for Route<S> {
             sink: self.sink.clone(),
             admission: self.admission.clone(),
             limit: self.limit,
+            read_timeout: self.read_timeout,
+            include_metadata: self.include_metadata,
         }
     }
 }
@@ -308,21 +314,23 @@ async fn handle<S: Signal>(
         }
     };
     let mut body = body;
-    let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
-        read_body(&mut body, limit, declared, &mut permit),
-    )
-    .await;
+    let reading = read_body(&mut body, limit, declared, &mut permit);
+    let read = match route.read_timeout {
+        Some(limit) => tokio::time::timeout(limit, reading)
+            .await
+            .map_err(|_| limit),
+        None => Ok(reading.await),
+    };
     let raw = match read {
         Ok(Ok(raw)) => raw,
-        Err(_) => {
+        Err(read_timeout) => {
             drop(permit);
             let mut response = error(
                 StatusCode::REQUEST_TIMEOUT,
                 UNAVAILABLE,
                 format!(
-                    "the request body was not received within {}s",
-                    BODY_READ_TIMEOUT.as_secs()
+                    "the request body was not received within {} (read_timeout)",
+                    sluice_config::Duration(read_timeout)
                 ),
                 encoding,
             );
@@ -358,6 +366,11 @@ async fn handle<S: Signal>(
         Ok(r) => r,
         Err(e) => return unpack_error(e, limit, encoding),
     };
+    let batch = if route.include_metadata {
+        batch.with_metadata(super::client_metadata(&headers))
+    } else {
+        batch
+    };
     let outcome = route.sink.accept(batch, Transport::Http).await;
     // Held until the client is answered.
     drop(permit);
@@ -385,6 +398,8 @@ fn route<S: Signal>(
     sink: &Option<Arc<SignalSink<S>>>,
     admission: &Admission,
     limit: usize,
+    read_timeout: Option<Duration>,
+    include_metadata: bool,
 ) -> Router {
     match sink {
         Some(sink) => router.route(
@@ -393,6 +408,8 @@ fn route<S: Signal>(
                 sink: sink.clone(),
                 admission: admission.clone(),
                 limit,
+                read_timeout,
+                include_metadata,
             }),
         ),
         None => router,
@@ -405,6 +422,7 @@ pub(crate) fn serve(
     config: &HttpConfig,
     outputs: &Outputs,
     admission: &Admission,
+    report: ConnectionReport,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let limit = usize::try_from(config.max_request_body_size.0).unwrap_or(usize::MAX);
@@ -417,6 +435,7 @@ pub(crate) fn serve(
              bodies larger than the budget (compressed plus decompressed size) are refused for good with 413"
         );
     }
+    let read_timeout = config.body_read_timeout();
     let mut router = Router::new();
     router = route(
         router,
@@ -424,6 +443,8 @@ pub(crate) fn serve(
         &outputs.traces,
         admission,
         limit,
+        read_timeout,
+        config.include_metadata,
     );
     router = route(
         router,
@@ -431,6 +452,8 @@ pub(crate) fn serve(
         &outputs.metrics,
         admission,
         limit,
+        read_timeout,
+        config.include_metadata,
     );
     router = route(
         router,
@@ -438,23 +461,23 @@ pub(crate) fn serve(
         &outputs.logs,
         admission,
         limit,
+        read_timeout,
+        config.include_metadata,
     );
-    tokio::spawn(async move {
-        let served = match tls {
-            Some(tls) => {
-                let listener = crate::tls::TlsListener::new(listener, tls);
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(stop))
-                    .await
-            }
-            None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(stop))
-                    .await
-            }
-        };
-        if let Err(e) = served {
-            tracing::error!(error = %e, "OTLP/HTTP server failed");
-        }
-    })
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Header and idle timeouts are the connection supervisor's: hyper's own header timeout
+    // would also end keep-alive connections idle for longer than it.
+    builder
+        .http1()
+        .keep_alive(config.keep_alives_enabled)
+        .header_read_timeout(None);
+    connections::serve(
+        listener,
+        tls,
+        builder,
+        TowerToHyperService::new(router),
+        config.connection_policy(),
+        report,
+        stop,
+    )
 }

@@ -1,18 +1,23 @@
 //! The OTLP receiver: gRPC and HTTP (protobuf and JSON) for traces, metrics and logs.
 
 mod config;
+mod connections;
 mod grpc;
 mod http;
 #[cfg(test)]
 mod tests;
 mod unpack;
 
-pub use config::{GrpcConfig, HttpConfig, OtlpConfig, Protocols};
+pub use config::{
+    GrpcConfig, GrpcKeepalive, HttpConfig, KeepaliveEnforcementPolicy, KeepaliveServerParameters,
+    OtlpConfig, Protocols,
+};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use connections::ConnectionReport;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic};
 use sluice_pipeline::consumer::DEFAULT_ADMISSION_WAIT;
 use sluice_pipeline::telemetry::Counter;
@@ -65,6 +70,25 @@ impl OtlpReceiverFactory {
             )
             .into());
         }
+        for (protocol, max_connections) in [
+            (
+                "grpc",
+                cfg.protocols.grpc.as_ref().map(|g| g.max_connections),
+            ),
+            (
+                "http",
+                cfg.protocols.http.as_ref().map(|h| h.max_connections),
+            ),
+        ] {
+            if max_connections == Some(0) {
+                return Err(Diagnostic::new(
+                    Some(config.node.pos.clone()),
+                    format!("{}.protocols.{protocol}.max_connections", config.path),
+                    "must be at least 1",
+                )
+                .into());
+            }
+        }
         if let Some(http) = &cfg.protocols.http {
             for (key, path) in [
                 ("traces_url_path", &http.traces_url_path),
@@ -107,7 +131,10 @@ impl OtlpReceiverFactory {
         )?;
         let name = config.id.to_string();
         ctx.admission.report_to(&ctx.telemetry.metrics);
+        let metrics = &ctx.telemetry.metrics;
         Ok(Arc::new(OtlpReceiver {
+            grpc_connections: ConnectionReport::new(metrics, &name, "grpc"),
+            http_connections: ConnectionReport::new(metrics, &name, "http"),
             admission: ctx.admission.clone(),
             grpc_tls,
             http_tls,
@@ -208,15 +235,34 @@ pub struct OtlpReceiver {
     admission: sluice_pipeline::admission::Admission,
     grpc_tls: Option<Arc<rustls::ServerConfig>>,
     http_tls: Option<Arc<rustls::ServerConfig>>,
+    grpc_connections: ConnectionReport,
+    http_connections: ConnectionReport,
     config: OtlpConfig,
     outputs: Outputs,
     running: Mutex<Option<Running>>,
 }
 
+/// A request's headers as client metadata (`include_metadata`): every header, its name
+/// lower-cased, values that are not text left out.
+pub(crate) fn client_metadata(
+    headers: &::http::HeaderMap,
+) -> sluice_pipeline::metadata::SharedMetadata {
+    let mut metadata = sluice_pipeline::metadata::ClientMetadata::default();
+    for (name, value) in headers {
+        if let Ok(text) = value.to_str() {
+            metadata.add(name.as_str(), text);
+        }
+    }
+    Arc::new(metadata)
+}
+
 /// Binds every address a name resolves to (`localhost` is often both 127.0.0.1 and ::1, and
 /// clients try either); it is enough that one of them binds.
 pub(crate) async fn bind_all(endpoint: &str) -> std::io::Result<Vec<TcpListener>> {
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host(endpoint).await?.collect();
+    let addresses: Vec<SocketAddr> =
+        tokio::net::lookup_host(sluice_pipeline::net::listen_address(endpoint))
+            .await?
+            .collect();
     let mut listeners = Vec::new();
     let mut last_error = None;
     for address in addresses {
@@ -239,6 +285,7 @@ impl Lifecycle for OtlpReceiver {
         let (stop, stopped) = watch::channel(false);
         let mut servers = Vec::new();
         let mut bound = BoundAddresses::default();
+        self.warn_if_connections_exceed_open_files();
         if let Some(grpc) = &self.config.protocols.grpc {
             let listeners = bind_all(&grpc.endpoint).await.map_err(|e| {
                 StartError::new(
@@ -255,6 +302,7 @@ impl Lifecycle for OtlpReceiver {
                     grpc,
                     &self.outputs,
                     &self.admission,
+                    self.grpc_connections.clone(),
                     stopped.clone(),
                 ));
             }
@@ -275,6 +323,7 @@ impl Lifecycle for OtlpReceiver {
                     http,
                     &self.outputs,
                     &self.admission,
+                    self.http_connections.clone(),
                     stopped.clone(),
                 ));
             }
@@ -310,6 +359,27 @@ impl Lifecycle for OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// Connections over the open-file limit fail to be accepted (sluice then pauses and
+    /// retries): say so up front, as the limit is easy to raise and hard to guess at.
+    fn warn_if_connections_exceed_open_files(&self) {
+        let p = &self.config.protocols;
+        let max_connections = p.grpc.as_ref().map_or(0, |g| g.max_connections)
+            + p.http.as_ref().map_or(0, |h| h.max_connections);
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        if let Some(open_files) = limit
+            && max_connections as u64 >= open_files
+        {
+            tracing::warn!(
+                receiver = %self.name,
+                max_connections,
+                open_files,
+                "max_connections (summed over the protocols) reach the open-file limit: \
+                 connections beyond it cannot be accepted; raise the limit (ulimit -n) or \
+                 lower max_connections"
+            );
+        }
+    }
+
     /// Where the receiver listens while started (empty before `start` and after `shutdown`).
     pub fn bound_addresses(&self) -> BoundAddresses {
         self.running

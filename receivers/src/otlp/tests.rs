@@ -102,6 +102,11 @@ struct Harness {
 
 impl Harness {
     async fn start(mode: Mode) -> Harness {
+        Harness::start_with(mode, BOTH_PROTOCOLS).await
+    }
+
+    /// Like [`Harness::start`], with `yaml` as the receiver's config (both protocols on port 0).
+    async fn start_with(mode: Mode, yaml: &str) -> Harness {
         let consumer = Arc::new(TestConsumer {
             mode,
             received: Mutex::new(Vec::new()),
@@ -113,7 +118,7 @@ impl Harness {
         };
         let ctx = BuildContext::default();
         let receiver = OtlpReceiverFactory
-            .build_otlp(&component(BOTH_PROTOCOLS), outputs, &ctx)
+            .build_otlp(&component(yaml), outputs, &ctx)
             .unwrap();
         receiver.start().await.unwrap();
         let bound = receiver.bound_addresses();
@@ -642,4 +647,403 @@ fn build_reports_config_problems_with_their_key_path() {
     let e = build("protocols:\n  grpc:\n    max_recv_msg_size: 4\n").unwrap();
     assert!(e.contains("test.yaml:3:5"), "{e}");
     assert!(e.contains("did you mean `max_recv_msg_size_mib`"), "{e}");
+}
+
+/// An HTTP/2 call on the gRPC port with `headers` (replacing the defaults of the same name) and
+/// `body`: the HTTP status and the gRPC status of the answer, from its headers (trailers-only)
+/// or trailers.
+async fn raw_grpc(
+    address: SocketAddr,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (http::StatusCode, Option<tonic::Status>) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{address}/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+        ))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    for (name, value) in [("content-type", "application/grpc"), ("te", "trailers")]
+        .iter()
+        .chain(headers)
+    {
+        request.headers_mut().insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    if let Some(grpc) = tonic::Status::from_header_map(response.headers()) {
+        return (status, Some(grpc));
+    }
+    let collected = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    let grpc = collected
+        .trailers()
+        .and_then(tonic::Status::from_header_map);
+    (status, grpc)
+}
+
+/// A gRPC frame holding an empty logs request.
+fn empty_message() -> Vec<u8> {
+    vec![0, 0, 0, 0, 0]
+}
+
+#[tokio::test]
+async fn grpc_answers_a_request_that_is_not_grpc_with_415() {
+    let h = Harness::start(Mode::Accept).await;
+    let (http_status, grpc) = raw_grpc(
+        h.grpc,
+        &[("content-type", "application/json")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(http_status, http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let grpc = grpc.expect("grpc-status");
+    assert_eq!(grpc.code(), Code::Unimplemented, "{grpc:?}");
+    assert!(grpc.message().contains("application/json"), "{grpc:?}");
+
+    // gRPC, with a codec other than protobuf: a gRPC answer.
+    let (http_status, grpc) = raw_grpc(
+        h.grpc,
+        &[("content-type", "application/grpc+json")],
+        empty_message(),
+    )
+    .await;
+    assert_eq!(http_status, http::StatusCode::OK);
+    assert_eq!(grpc.expect("grpc-status").code(), Code::Unimplemented);
+
+    // The same call as protobuf is accepted.
+    let (http_status, grpc) = raw_grpc(h.grpc, &[], empty_message()).await;
+    assert_eq!(http_status, http::StatusCode::OK);
+    assert_eq!(grpc.expect("grpc-status").code(), Code::Ok);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_answers_an_expired_deadline_with_deadline_exceeded() {
+    let h = Harness::start(Mode::Accept).await;
+    let request = logs(1, "late").encode_to_vec();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(request.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&request);
+    let (_, grpc) = raw_grpc(h.grpc, &[("grpc-timeout", "0n")], framed.clone()).await;
+    assert_eq!(grpc.expect("grpc-status").code(), Code::DeadlineExceeded);
+    assert!(
+        h.consumer.received().is_empty(),
+        "a call past its deadline was delivered"
+    );
+    h.stop().await;
+
+    // A deadline that passes while the pipeline holds the request.
+    let h = Harness::start(Mode::Block).await;
+    let (_, grpc) = raw_grpc(h.grpc, &[("grpc-timeout", "1n")], framed).await;
+    assert_eq!(grpc.expect("grpc-status").code(), Code::DeadlineExceeded);
+    h.stop().await;
+}
+
+/// No timeout anywhere: connections stay until their client goes.
+const CAPPED: &str = "
+protocols:
+  grpc:
+    endpoint: 127.0.0.1:0
+    max_connections: 2
+    read_header_timeout: 0s
+    keepalive:
+      server_parameters:
+        max_connection_idle: 0s
+  http:
+    endpoint: 127.0.0.1:0
+    max_connections: 2
+    read_header_timeout: 0s
+    read_timeout: 0s
+    idle_timeout: 0s
+";
+
+impl Harness {
+    /// A series of the receiver's metrics, if it exists.
+    fn sample(&self, series: &str) -> Option<i64> {
+        let text = self.ctx.telemetry.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits (up to 10 s) for a series to read `want`.
+    async fn wait_for(&self, series: &str, want: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.sample(series) != Some(want) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} is {:?}, not {want}:\n{}",
+                self.sample(series),
+                self.ctx.telemetry.metrics.render()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn series(name: &str, transport: &str, extra: &str) -> String {
+    format!("{name}{{receiver=\"otlp/test\",transport=\"{transport}\"{extra}}}")
+}
+
+/// Reads until the server closes the connection (EOF or reset), for up to 10 s.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_at_once() {
+    let h = Harness::start_with(Mode::Accept, CAPPED).await;
+    for (transport, address) in [("http", h.http), ("grpc", h.grpc)] {
+        let open = series("sluice_receiver_connections", transport, "");
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(tokio::net::TcpStream::connect(address).await.unwrap());
+        }
+        h.wait_for(&open, 2).await;
+        let mut over = tokio::net::TcpStream::connect(address).await.unwrap();
+        assert!(
+            closed_by_server(&mut over).await,
+            "{transport}: the connection over the cap stayed open"
+        );
+        h.wait_for(
+            &series("sluice_receiver_connections_refused_total", transport, ""),
+            1,
+        )
+        .await;
+        drop(held);
+        h.wait_for(&open, 0).await;
+    }
+    // Served again once the others went.
+    let response = post(
+        &http_client(),
+        &h.url("/v1/traces"),
+        "application/x-protobuf",
+        traces(1, "after").encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    h.traces_client()
+        .await
+        .export(traces(1, "after"))
+        .await
+        .unwrap();
+    h.stop().await;
+}
+
+const SHORT_TIMEOUTS: &str = "
+protocols:
+  grpc:
+    endpoint: 127.0.0.1:0
+    read_header_timeout: 200ms
+  http:
+    endpoint: 127.0.0.1:0
+    read_header_timeout: 200ms
+    idle_timeout: 200ms
+";
+
+#[tokio::test]
+async fn silent_and_partial_connections_are_closed_after_read_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start_with(Mode::Accept, SHORT_TIMEOUTS).await;
+    let partial: [(&str, SocketAddr, &[u8]); 5] = [
+        ("http", h.http, b""),
+        ("http", h.http, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"),
+        ("grpc", h.grpc, b""),
+        ("grpc", h.grpc, b"PRI * HTTP/2.0\r\n"),
+        // The whole HTTP/2 preface and an empty SETTINGS frame, then no request.
+        (
+            "grpc",
+            h.grpc,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        ),
+    ];
+    let mut streams = Vec::new();
+    for (_, address, sent) in partial {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        streams.push(stream);
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(stream).await,
+            "connection {i} ({:?}) is still open",
+            partial[i].2
+        );
+    }
+    let reason = ",reason=\"read_header_timeout\"";
+    h.wait_for(
+        &series("sluice_receiver_connections_closed_total", "http", reason),
+        2,
+    )
+    .await;
+    h.wait_for(
+        &series("sluice_receiver_connections_closed_total", "grpc", reason),
+        3,
+    )
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start_with(Mode::Accept, SHORT_TIMEOUTS).await;
+    let mut stream = tokio::net::TcpStream::connect(h.http).await.unwrap();
+    let body = traces(1, "idle").encode_to_vec();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    assert!(closed_by_server(&mut stream).await);
+    h.wait_for(
+        &series(
+            "sluice_receiver_connections_closed_total",
+            "http",
+            ",reason=\"idle_timeout\"",
+        ),
+        1,
+    )
+    .await;
+    assert_eq!(h.consumer.received().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn without_keep_alives_a_connection_carries_one_request() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start_with(
+        Mode::Accept,
+        "
+protocols:
+  http:
+    endpoint: 127.0.0.1:0
+    keep_alives_enabled: false
+  grpc:
+    endpoint: 127.0.0.1:0
+",
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(h.http).await.unwrap();
+    let body = traces(1, "once").encode_to_vec();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    assert!(closed_by_server(&mut stream).await);
+    assert_eq!(h.consumer.received().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_write_timeout_closes_the_connection() {
+    let h = Harness::start_with(
+        Mode::Block,
+        "
+protocols:
+  http:
+    endpoint: 127.0.0.1:0
+    write_timeout: 200ms
+  grpc:
+    endpoint: 127.0.0.1:0
+",
+    )
+    .await;
+    // The pipeline never takes the request: without write_timeout the client would get a 429
+    // once the admission wait ran out.
+    let sent = http_client()
+        .post(h.url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(traces(1, "slow").encode_to_vec())
+        .send()
+        .await;
+    assert!(sent.is_err(), "{sent:?}");
+    h.wait_for(
+        &series(
+            "sluice_receiver_connections_closed_total",
+            "http",
+            ",reason=\"write_timeout\"",
+        ),
+        1,
+    )
+    .await;
+    h.stop().await;
+}
+
+#[test]
+fn max_connections_of_zero_is_a_config_error() {
+    let ctx = BuildContext::default();
+    let e = OtlpReceiverFactory
+        .build(
+            &component("protocols:\n  http:\n    max_connections: 0\n"),
+            ReceiverOutputs::default(),
+            &ctx,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("receivers.otlp/test.protocols.http.max_connections"),
+        "{e}"
+    );
+    assert!(e.contains("at least 1"), "{e}");
+}
+
+#[test]
+fn the_collector_keepalive_keys_are_accepted() {
+    let ctx = BuildContext::default();
+    let yaml = "
+protocols:
+  grpc:
+    keepalive:
+      server_parameters:
+        max_connection_idle: 11s
+        max_connection_age: 12s
+        max_connection_age_grace: 13s
+        time: 30s
+        timeout: 5s
+      enforcement_policy:
+        min_time: 10s
+        permit_without_stream: true
+  http:
+    read_timeout: 1s
+    read_header_timeout: 2s
+    write_timeout: 3s
+    idle_timeout: 4s
+    keep_alives_enabled: false
+";
+    let built = OtlpReceiverFactory.build(&component(yaml), ReceiverOutputs::default(), &ctx);
+    assert!(built.is_ok(), "{:?}", built.err().map(|e| e.to_string()));
 }

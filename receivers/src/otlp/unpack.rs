@@ -7,7 +7,9 @@ use std::io::Read;
 
 use bytes::Bytes;
 use sluice_pipeline::admission::{Permit, Refusal};
-use sluice_pipeline::codec::decode_json;
+use sluice_pipeline::codec::{
+    DecodeError, decode_json_reserving, encoded_proto_len, estimate_decoded, json_decoded_bound,
+};
 use sluice_pipeline::{Batch, Signal};
 
 /// How a body is encoded.
@@ -134,7 +136,8 @@ pub(crate) fn decompress(
 const INLINE_DECODE_LIMIT: usize = 64 * 1024;
 
 /// Decompresses and checks or decodes a body into a batch. The permit grows by the
-/// decompressed size and is handed back for the caller to hold until it has answered.
+/// decompressed size and is handed back for the caller to hold until it has answered; the
+/// memory the decoded form takes is reserved too, and that reservation goes with the batch.
 pub(crate) async fn unpack<S: Signal>(
     raw: Bytes,
     compression: Compression,
@@ -175,14 +178,42 @@ fn unpack_now<S: Signal>(
     } else {
         Bytes::from(decompress(&raw, compression, limit, permit)?)
     };
-    let invalid = |e: sluice_pipeline::codec::DecodeError| UnpackError::Invalid(e.to_string());
+    let invalid = |e: DecodeError| match e {
+        DecodeError::Refused(r) => UnpackError::Refused(r),
+        e => UnpackError::Invalid(e.to_string()),
+    };
+    // The decoded form can take hundreds of times the request's bytes (an empty span is two
+    // bytes of protobuf, or `{},` in JSON, and a struct of hundreds): that memory is reserved
+    // too, before anything is decoded, and stays reserved with the data for as long as it
+    // exists, after the client is answered too.
     match encoding {
-        Encoding::Proto => Batch::from_proto(bytes).map_err(invalid),
+        Encoding::Proto => {
+            let mut batch = Batch::<S>::from_proto(bytes).map_err(invalid)?;
+            let decoded = batch.decoded_estimate().unwrap_or(0);
+            permit.grow(decoded).map_err(UnpackError::Refused)?;
+            batch.hold(permit.split_off(decoded));
+            Ok(batch)
+        }
         Encoding::Json => {
-            let resources = decode_json::<S>(&bytes).map_err(invalid)?;
+            // JSON is decoded at once: what that can take is reserved first, from the text,
+            // and once decoded the data keeps what it takes (as measured for protobuf).
+            let bound = json_decoded_bound(S::KIND, &bytes);
+            permit.grow(bound.decoded).map_err(UnpackError::Refused)?;
+            let resources =
+                decode_json_reserving::<S>(&bytes, bound.tree, permit).map_err(invalid)?;
+            drop(bytes);
             // Size as protobuf: the JSON body's length overstates it, so measure.
-            let size = sluice_pipeline::codec::encoded_proto_len::<S>(&resources);
-            Ok(Batch::new(resources, size))
+            let size = encoded_proto_len::<S>(&resources);
+            // The data keeps what it takes (measured as for protobuf, at most what was
+            // reserved); the rest of the bound goes back.
+            let decoded = estimate_decoded::<S>(&resources)
+                .unwrap_or(bound.decoded)
+                .min(bound.decoded);
+            let mut batch = Batch::new(resources, size);
+            batch.hold(permit.split_off(decoded));
+            let overstated = bound.decoded - decoded;
+            permit.shrink_to(permit.bytes() - overstated);
+            Ok(batch)
         }
     }
 }
@@ -248,5 +279,94 @@ mod tests {
             Compression::from_name("br"),
             Err(UnpackError::UnsupportedEncoding(_))
         ));
+    }
+
+    /// The memory a request's decoded form takes is reserved with its bytes, before anything
+    /// is decoded: refused for good when it can never fit, and held by the batch (not the
+    /// answer) until the data is gone.
+    #[test]
+    fn the_decoded_form_is_reserved_before_decoding_and_held_by_the_data() {
+        use sluice_pipeline::Traces;
+        // 50,000 empty spans: 100 kB on the wire, tens of MB decoded.
+        let mut request = vec![0x0a];
+        let scope: Vec<u8> = [0x12, 0x00].repeat(50_000);
+        let mut resource = vec![0x12];
+        prost::encoding::encode_varint(scope.len() as u64, &mut resource);
+        resource.extend_from_slice(&scope);
+        prost::encoding::encode_varint(resource.len() as u64, &mut request);
+        request.extend_from_slice(&resource);
+        let request = Bytes::from(request);
+
+        let small = Admission::new(10_000_000);
+        let mut permit = small.reserve(request.len()).unwrap();
+        match unpack_now::<Traces>(
+            request.clone(),
+            Compression::None,
+            Encoding::Proto,
+            usize::MAX,
+            &mut permit,
+        ) {
+            Err(UnpackError::Refused(r)) => assert!(r.is_permanent(), "{r:?}"),
+            Ok(_) => panic!("accepted"),
+            Err(e) => panic!("{e:?}"),
+        }
+        drop(permit);
+        assert_eq!(small.in_flight(), 0);
+
+        let admission = Admission::new(1 << 30);
+        let mut permit = admission.reserve(request.len()).unwrap();
+        let batch = unpack_now::<Traces>(
+            request.clone(),
+            Compression::None,
+            Encoding::Proto,
+            usize::MAX,
+            &mut permit,
+        )
+        .unwrap();
+        assert!(batch.reserved_bytes() > 100 * request.len());
+        assert_eq!(permit.bytes(), request.len());
+        // The client is answered: the data still holds what its decoded form takes.
+        drop(permit);
+        assert_eq!(admission.in_flight(), batch.reserved_bytes());
+        drop(batch);
+        assert_eq!(admission.in_flight(), 0);
+
+        // OTLP/JSON: the bound read from the text is reserved before decoding (`{}` is an
+        // empty span), and the data keeps what it measures once decoded.
+        let spans = vec!["{}"; 50_000].join(",");
+        let json = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
+        let json = Bytes::from(json);
+        let mut permit = small.reserve(json.len()).unwrap();
+        let refused = unpack_now::<Traces>(
+            json.clone(),
+            Compression::None,
+            Encoding::Json,
+            usize::MAX,
+            &mut permit,
+        );
+        assert!(
+            matches!(&refused, Err(UnpackError::Refused(r)) if r.is_permanent()),
+            "{:?}",
+            refused.err()
+        );
+        drop(permit);
+        let mut permit = admission.reserve(json.len()).unwrap();
+        let batch = unpack_now::<Traces>(
+            json.clone(),
+            Compression::None,
+            Encoding::Json,
+            usize::MAX,
+            &mut permit,
+        )
+        .unwrap();
+        assert_eq!(batch.items(), 50_000);
+        assert_eq!(
+            permit.bytes(),
+            json.len(),
+            "the rest of the bound went back"
+        );
+        assert!(batch.reserved_bytes() > 200 * 50_000);
+        drop((permit, batch));
+        assert_eq!(admission.in_flight(), 0);
     }
 }

@@ -19,8 +19,15 @@ use sluice_pipeline::{
     SignalConsumer, Traces,
 };
 
-use super::host::{Host, NameService, Vars};
+use super::endpoints::Endpoints;
+use super::host::{Host, Interface, NameService, Vars};
 use super::*;
+
+mod aws;
+mod clouds;
+mod kubernetes;
+mod lifecycle;
+pub mod metadata_server;
 
 // ---- fixtures shared with the detectors' tests ----
 
@@ -28,22 +35,22 @@ use super::*;
 const EMPTY_ROOT: &str = "/nonexistent/sluice-resource-detection-test-root";
 
 /// Name services that answer what the test says.
+#[derive(Default)]
 pub struct FakeNames {
     pub hostname: Option<String>,
     pub canonical: Option<String>,
+    pub reverse: Option<String>,
+    pub interfaces: Vec<Interface>,
 }
 
 impl FakeNames {
     pub fn none() -> Self {
-        FakeNames {
-            hostname: None,
-            canonical: None,
-        }
+        FakeNames::default()
     }
     pub fn named(name: &str) -> Self {
         FakeNames {
             hostname: Some(name.into()),
-            canonical: None,
+            ..FakeNames::default()
         }
     }
 }
@@ -56,6 +63,12 @@ impl NameService for FakeNames {
     }
     fn canonical_name(&self, _host: &str, _wait: StdDuration) -> io::Result<Option<String>> {
         Ok(self.canonical.clone())
+    }
+    fn reverse_name(&self, _host: &str, _wait: StdDuration) -> io::Result<Option<String>> {
+        Ok(self.reverse.clone())
+    }
+    fn interfaces(&self) -> io::Result<Vec<Interface>> {
+        Ok(self.interfaces.clone())
     }
 }
 
@@ -85,7 +98,7 @@ impl Fixture {
     }
 }
 
-fn vars(pairs: &[(&str, &str)]) -> Vars {
+pub fn vars(pairs: &[(&str, &str)]) -> Vars {
     Vars::Fixed(
         pairs
             .iter()
@@ -110,6 +123,33 @@ pub fn host_in(fx: &Fixture, names: FakeNames) -> Host {
 
 pub fn host_with_root(pairs: &[(&str, &str)], fx: &Fixture, names: FakeNames) -> Host {
     Host::new(fx.path(), vars(pairs), Arc::new(names))
+}
+
+/// Runs one detector as the processor would: its switches applied, retried within the
+/// budget of `cfg`.
+pub async fn run_detector(
+    kind: DetectorKind,
+    mut cfg: ResourceDetectionConfig,
+    host: Host,
+    endpoints: Endpoints,
+) -> detection::DetectResult {
+    cfg.detectors = vec![kind];
+    let outcomes = detection::run_all(&host, &Arc::new(cfg), &Arc::new(endpoints)).await;
+    outcomes
+        .into_iter()
+        .next()
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| Err("no outcome".into()))
+}
+
+/// A configuration for a one-detector test: a short budget, no retries unless asked for.
+pub fn quick() -> ResourceDetectionConfig {
+    let mut c = ResourceDetectionConfig {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    c.retry.enabled = false;
+    c
 }
 
 // ---- the processor ----
@@ -137,7 +177,7 @@ impl<S: Signal> Consumer<S> for Capture<S> {
     }
 }
 
-fn cfg(detectors: &[DetectorKind]) -> ResourceDetectionConfig {
+pub fn cfg(detectors: &[DetectorKind]) -> ResourceDetectionConfig {
     ResourceDetectionConfig {
         detectors: detectors.to_vec(),
         ..Default::default()
@@ -151,7 +191,12 @@ async fn started<S: Signal + SignalConsumer>(
 ) -> (DynConsumer<S>, Arc<Capture<S>>) {
     let capture = Capture::<S>::new();
     let built = stage(
-        Arc::new(Detection::new("resource_detection", cfg, host)),
+        Arc::new(Detection::new(
+            "resource_detection",
+            cfg,
+            host,
+            Endpoints::default(),
+        )),
         S::to_any(capture.clone()),
     );
     built.lifecycle.unwrap().start().await.unwrap();
@@ -189,13 +234,10 @@ fn with_resource<S: Signal>(attrs: Option<Vec<KeyValue>>) -> S::Resource {
 /// none yet gets one.
 async fn stamps_every_resource<S: Signal + SignalConsumer>() {
     let host = host_with(
-        &[
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment.name=prod",
-            ),
-            ("OTEL_SERVICE_NAME", "checkout"),
-        ],
+        &[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=prod,service.name=checkout",
+        )],
         None,
     );
     let (stage, capture) = started::<S>(cfg(&[DetectorKind::Env]), host).await;
@@ -225,7 +267,12 @@ async fn stamps_every_resource_of_each_signal() {
 
 #[tokio::test]
 async fn override_decides_whether_existing_values_stay() {
-    let host = || host_with(&[("OTEL_SERVICE_NAME", "detected")], None);
+    let host = || {
+        host_with(
+            &[("OTEL_RESOURCE_ATTRIBUTES", "service.name=detected")],
+            None,
+        )
+    };
     let batch = || {
         Batch::<Logs>::from_resources(vec![with_resource::<Logs>(Some(vec![kv(
             "service.name",
@@ -315,7 +362,12 @@ async fn a_failed_detector_is_skipped_unless_fail_on_error() {
 
 fn stage_for_logs(cfg: ResourceDetectionConfig, host: Host) -> sluice_pipeline::BuiltStage {
     stage(
-        Arc::new(Detection::new("resource_detection", cfg, host)),
+        Arc::new(Detection::new(
+            "resource_detection",
+            cfg,
+            host,
+            Endpoints::default(),
+        )),
         AnyConsumer::Logs(Capture::<Logs>::new()),
     )
 }
@@ -337,7 +389,11 @@ impl NameService for Hanging {
 async fn a_detector_past_the_timeout_fails_and_the_others_keep_their_findings() {
     let (release, hang) = std::sync::mpsc::channel::<()>();
     let names: Arc<dyn NameService> = Arc::new(Hanging(Mutex::new(hang)));
-    let host = host_with(&[("OTEL_SERVICE_NAME", "svc")], Some(names)).with_root("/");
+    let host = host_with(
+        &[("OTEL_RESOURCE_ATTRIBUTES", "service.name=svc")],
+        Some(names),
+    )
+    .with_root("/");
     let mut c = cfg(&[DetectorKind::System, DetectorKind::Env]);
     c.system.hostname_sources = vec![HostnameSource::Os];
     // Generous, so the env detector is surely done; the hanging one never is.
@@ -352,13 +408,14 @@ async fn a_detector_past_the_timeout_fails_and_the_others_keep_their_findings() 
 
     c.fail_on_error = true;
     c.timeout = Duration::from_millis(100);
+    c.retry.enabled = false;
     let err = stage_for_logs(c, host)
         .lifecycle
         .unwrap()
         .start()
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("timeout"), "{err}");
+    assert!(err.to_string().contains("did not finish within"), "{err}");
     drop(release);
 }
 
@@ -402,7 +459,8 @@ async fn an_unstarted_stage_detects_on_first_use() {
         Arc::new(Detection::new(
             "resource_detection",
             cfg(&[DetectorKind::Env]),
-            host_with(&[("OTEL_SERVICE_NAME", "lazy")], None),
+            host_with(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=lazy")], None),
+            Endpoints::default(),
         )),
         AnyConsumer::Logs(capture.clone()),
     );
@@ -445,7 +503,8 @@ async fn acknowledgements_are_forwarded_with_the_batch() {
     let detection = Arc::new(Detection::new(
         "resource_detection",
         cfg(&[DetectorKind::Env]),
-        host_with(&[("OTEL_SERVICE_NAME", "svc")], None),
+        host_with(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=svc")], None),
+        Endpoints::default(),
     ));
     let built = stage(detection.clone(), AnyConsumer::Logs(Arc::new(Refuse)));
     built.lifecycle.unwrap().start().await.unwrap();
@@ -470,7 +529,7 @@ async fn acknowledgements_are_forwarded_with_the_batch() {
 /// another fan-out branch is not copied.
 #[tokio::test]
 async fn an_unchanged_batch_is_not_copied_and_a_changed_one_is_recounted() {
-    let host = host_with(&[("OTEL_SERVICE_NAME", "svc")], None);
+    let host = host_with(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=svc")], None);
     struct Pointer(Mutex<Option<(usize, usize)>>);
     #[async_trait]
     impl Consumer<Logs> for Pointer {
@@ -518,7 +577,12 @@ fn stage_with(
     next: AnyConsumer,
 ) -> sluice_pipeline::BuiltStage {
     stage(
-        Arc::new(Detection::new("resource_detection", cfg, host)),
+        Arc::new(Detection::new(
+            "resource_detection",
+            cfg,
+            host,
+            Endpoints::default(),
+        )),
         next,
     )
 }
@@ -535,40 +599,176 @@ fn component(name: &str, yaml: &str) -> ComponentConfig {
     }
 }
 
+/// Decodes and validates a section as the factory does; the warnings it gave.
+fn decoded(yaml: &str) -> Result<(ResourceDetectionConfig, Vec<String>), String> {
+    let c = component("a", yaml);
+    let warnings = sluice_pipeline::config_keys::ConfigWarnings::default();
+    let cfg: ResourceDetectionConfig =
+        sluice_pipeline::config_keys::decode_section(&c, config::NO_EFFECT, &warnings)
+            .map_err(|e| e.to_string())?;
+    let cfg = cfg.validate(&c, &warnings).map_err(|e| e.to_string())?;
+    let warned = warnings
+        .take()
+        .into_iter()
+        .map(|w| format!("{}: {}", w.path, w.message))
+        .collect();
+    Ok((cfg, warned))
+}
+
 #[test]
-fn config_defaults_and_every_key() {
+fn config_defaults_and_top_level_keys() {
     let d = ResourceDetectionConfig::default();
     assert_eq!(d.detectors, vec![DetectorKind::Env]);
     assert!(d.override_existing);
     assert_eq!(d.timeout.0, StdDuration::from_secs(5));
+    assert_eq!(d.refresh_interval.0, StdDuration::ZERO);
+    assert!(!d.fail_on_missing_metadata);
+    assert!(d.retry.enabled);
+    assert_eq!(d.retry.initial_interval.0, StdDuration::from_secs(1));
+    assert_eq!(d.retry.max_interval.0, StdDuration::from_secs(30));
+    assert_eq!(d.retry.max_elapsed_time.0, StdDuration::ZERO);
     assert!(!d.fail_on_error);
     assert_eq!(d.root_path, "/");
     assert_eq!(
         d.system.hostname_sources,
         vec![HostnameSource::Dns, HostnameSource::Os]
     );
+    assert_eq!(d.ec2.max_attempts, 3);
+    assert_eq!(d.ec2.max_backoff.0, StdDuration::from_secs(20));
+    assert_eq!(d.k8s_api.node_from_env_var, "K8S_NODE_NAME");
+    assert_eq!(d.ibmcloud_vpc.protocol, "http");
 
-    let c = component(
-        "a",
-        "detectors: [env, system, container, docker, k8s, lambda, env]\noverride: false\ntimeout: 2s\nfail_on_error: true\nroot_path: /hostfs\nsystem:\n  hostname_sources: [os]\n",
-    );
-    let cfg: ResourceDetectionConfig = decode_config(&c).unwrap();
-    let cfg = cfg.validate(&c).unwrap();
+    let (cfg, warned) = decoded(
+        "detectors: [env, system, container, docker, ' ec2 ', k8s, lambda, env]\noverride: false\ntimeout: 2s\nrefresh_interval: 10m\nfail_on_missing_metadata: true\nretry:\n  enabled: true\n  initial_interval: 2s\n  randomization_factor: 0.1\n  multiplier: 3\n  max_interval: 10s\n  max_elapsed_time: 1m\nfail_on_error: true\nroot_path: /hostfs\nsystem:\n  hostname_sources: [os, cname, lookup, dns]\n",
+    )
+    .unwrap();
+    assert!(warned.is_empty(), "{warned:?}");
     assert_eq!(
         cfg.detectors,
         vec![
             DetectorKind::Env,
             DetectorKind::System,
+            DetectorKind::Container,
             DetectorKind::Docker,
+            DetectorKind::Ec2,
             DetectorKind::K8s,
             DetectorKind::Lambda
         ]
     );
     assert!(!cfg.override_existing);
     assert_eq!(cfg.timeout.0, StdDuration::from_secs(2));
+    assert_eq!(cfg.refresh_interval.0, StdDuration::from_secs(600));
+    assert!(cfg.fail_on_missing_metadata);
+    assert_eq!(cfg.retry.multiplier, 3.0);
+    assert_eq!(detection::budget(&cfg), StdDuration::from_secs(60));
     assert!(cfg.fail_on_error);
     assert_eq!(cfg.root_path, "/hostfs");
-    assert_eq!(cfg.system.hostname_sources, vec![HostnameSource::Os]);
+    assert_eq!(
+        cfg.system.hostname_sources,
+        vec![
+            HostnameSource::Os,
+            HostnameSource::Cname,
+            HostnameSource::Lookup,
+            HostnameSource::Dns
+        ]
+    );
+}
+
+#[test]
+fn every_detector_name_and_block_is_accepted() {
+    let names = [
+        "env",
+        "system",
+        "docker",
+        "container",
+        "k8s",
+        "lambda",
+        "ec2",
+        "ecs",
+        "eks",
+        "elastic_beanstalk",
+        "gcp",
+        "azure",
+        "aks",
+        "azurecontainerapps",
+        "heroku",
+        "consul",
+        "k8s_api",
+        "k8snode",
+        "kubeadm",
+        "openshift",
+        "dynatrace",
+        "hetzner",
+        "akamai",
+        "scaleway",
+        "digitalocean",
+        "oraclecloud",
+        "vultr",
+        "upcloud",
+        "nova",
+        "alibaba_ecs",
+        "tencent_cvm",
+        "ibmcloud_vpc",
+        "ibmcloud_classic",
+    ];
+    let yaml = format!(
+        "detectors: [{}]\n\
+         env:\n  allow_list: [service.name]\n\
+         system:\n  resource_attributes:\n    host.id:\n      enabled: true\n\
+         docker:\n  resource_attributes:\n    container.name: {{enabled: true}}\n\
+         ec2:\n  tags: ['^team$']\n  tags_from_imds: true\n  max_attempts: 5\n  max_backoff: 5s\n\
+         ecs:\n  resource_attributes:\n    aws.log.group.arns: {{enabled: false}}\n\
+         eks:\n  node_from_env_var: K8S_NODE_NAME\n  imds_check_max_retry: 2\n  max_attempts: 2\n  max_backoff: 1s\n\
+         lambda:\n  resource_attributes:\n    faas.max_memory: {{enabled: false}}\n\
+         elasticbeanstalk:\n  resource_attributes:\n    service.version: {{enabled: false}}\n\
+         gcp:\n  labels: ['^env$']\n  gke_host_type: true\n\
+         azure:\n  tags: ['.*']\n\
+         aks:\n  resource_attributes:\n    k8s.cluster.name: {{enabled: true}}\n\
+         azurecontainerapps:\n  resource_attributes:\n    service.name: {{enabled: true}}\n\
+         heroku:\n  resource_attributes:\n    heroku.app.id: {{enabled: false}}\n\
+         consul:\n  address: consul.local:8500\n  datacenter: dc1\n  token: t\n  token_file: /f\n  namespace: ns\n  meta:\n    rack: ''\n\
+         k8s_api:\n  auth_type: serviceAccount\n  context: c\n  node_from_env_var: NODE\n\
+         k8snode:\n  auth_type: kubeConfig\n\
+         kubeadm:\n  auth_type: none\n\
+         openshift:\n  address: https://api.example.com\n  token: t\n  tls:\n    insecure: false\n    ca_file: /ca.crt\n\
+         hetzner: {{}}\nakamai: {{}}\nscaleway: {{}}\ndigitalocean: {{}}\noraclecloud: {{}}\n\
+         vultr:\n  fail_on_missing_metadata: false\nupcloud: {{}}\n\
+         nova:\n  labels: ['^x']\n\
+         alibaba_ecs: {{}}\ntencent_cvm: {{}}\n\
+         ibmcloud_vpc:\n  protocol: https\nibmcloud_classic: {{}}\n",
+        names.join(", ")
+    );
+    let (cfg, warned) = decoded(&yaml).unwrap();
+    assert_eq!(cfg.detectors.len(), names.len());
+    assert_eq!(cfg.consul.meta.len(), 1);
+    // k8snode is deprecated.
+    assert!(warned.iter().any(|w| w.contains("k8snode")), "{warned:?}");
+}
+
+#[test]
+fn deprecated_forms_and_go_knobs_are_warned_about() {
+    let (cfg, warned) = decoded(
+        "detectors: [ec2]\nattributes: [host.name]\nec2:\n  fail_on_missing_metadata: true\nmax_idle_conns: 10\nidle_conn_timeout: 90s\nendpoint: http://x\ntls:\n  min_version: '1.2'\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.attributes, Some(vec!["host.name".to_string()]));
+    assert!(cfg.fails_on_missing(DetectorKind::Ec2));
+    assert!(!cfg.fails_on_missing(DetectorKind::Gcp));
+    for key in [
+        "attributes",
+        "ec2.fail_on_missing_metadata",
+        "max_idle_conns",
+        "idle_conn_timeout",
+        "endpoint",
+        "tls.min_version",
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|w| w.contains(&format!("resource_detection/a.{key}"))),
+            "{key}: {warned:?}"
+        );
+    }
 }
 
 #[test]
@@ -593,8 +793,42 @@ fn config_errors_name_the_key_and_suggest() {
     assert!(e.contains("processors.resource_detection/e.timeout"), "{e}");
     let e = build("root_path: ''\n");
     assert!(e.contains("root_path"), "{e}");
-    let e = build("system:\n  hostname_sources: [cname]\n");
-    assert!(e.contains("cname"), "{e}");
+    let e = build("system:\n  hostname_sources: [fqdn]\n");
+    assert!(e.contains("fqdn"), "{e}");
+    let e = build("ec2:\n  tags: ['(unclosed']\n");
+    assert!(
+        e.contains("ec2.tags.0") && e.contains("regular expression"),
+        "{e}"
+    );
+    let e = build("system:\n  resource_attributes:\n    host.nmae:\n      enabled: true\n");
+    assert!(
+        e.contains("system.resource_attributes.host.nmae") && e.contains("host.name"),
+        "{e}"
+    );
+    let e = build("ec2:\n  resource_attributes:\n    host.name:\n      enabeld: true\n");
+    assert!(e.contains("enabeld"), "{e}");
+    let e = build("ibmcloud_vpc:\n  protocol: ftp\n");
+    assert!(e.contains("ibmcloud_vpc.protocol"), "{e}");
+    let e = build("k8s_api:\n  auth_type: token\n");
+    assert!(e.contains("token"), "{e}");
+    let e = build("retry:\n  multiplier: 0.5\n");
+    assert!(e.contains("retry.multiplier"), "{e}");
+    let e = build("proxy_url: socks5://x\n");
+    assert!(e.contains("proxy_url"), "{e}");
+    // Unknown detector blocks are refused as upstream refuses them.
+    let e = build("dynatrace: {}\n");
+    assert!(e.contains("dynatrace"), "{e}");
+}
+
+#[test]
+fn a_zero_timeout_without_retries_falls_back_to_five_seconds_with_a_warning() {
+    let (cfg, warned) = decoded("timeout: 0s\nretry:\n  enabled: false\n").unwrap();
+    assert_eq!(cfg.timeout.0, StdDuration::from_secs(5));
+    assert!(warned.iter().any(|w| w.contains("timeout")), "{warned:?}");
+    // With a total budget, a zero per-attempt timeout is fine.
+    let (cfg, warned) = decoded("timeout: 0s\nretry:\n  max_elapsed_time: 30s\n").unwrap();
+    assert_eq!(detection::budget(&cfg), StdDuration::from_secs(30));
+    assert!(warned.is_empty(), "{warned:?}");
 }
 
 #[test]
@@ -613,7 +847,10 @@ async fn pipelines_share_one_detection_per_processor_id() {
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     let fx = Fixture::new().file("/proc/self/cgroup", &format!("0::/docker/{A}\n"));
-    let yaml = format!("detectors: [docker]\nroot_path: {}\n", fx.path().display());
+    let yaml = format!(
+        "detectors: [container]\nroot_path: {}\n",
+        fx.path().display()
+    );
     let factory = ResourceDetectionProcessorFactory;
     let ctx = BuildContext::default();
     let traces_out = Capture::<Traces>::new();
