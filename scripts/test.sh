@@ -25,6 +25,13 @@ if ! command -v prometheus >/dev/null || ! command -v prometheus-node-exporter >
     || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter; }
 fi
 
+# The CORS test (tests/browser_cors.rs) loads web pages in Debian's headless Chromium.
+if ! command -v chromium >/dev/null; then
+  echo "== installing: chromium"
+  apt-get install -y -qq --no-install-recommends chromium \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+fi
+
 # The Kafka end-to-end tests (tests/kafka.rs) start their own tansu brokers on free ports.
 if ! command -v tansu >/dev/null; then
   echo "== installing: tansu"

@@ -9,6 +9,8 @@ use crate::admission::{Permit, Refusal};
 use crate::signal::Signal;
 
 mod cut;
+#[cfg(test)]
+mod fuzz;
 mod ids;
 mod json_bound;
 mod nonfinite;

@@ -1,7 +1,10 @@
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer};
 use sluice_config::{ByteSize, Duration};
 
 use super::connections::ConnectionPolicy;
+use super::unpack::Compression;
 use crate::tls::ServerTlsSettings;
 
 /// `receivers: otlp:`, with the OTel Collector's keys.
@@ -32,6 +35,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 pub struct GrpcConfig {
     /// Listen address (default `localhost:4317`).
     pub endpoint: String,
+    /// confignet's transport: `tcp` (default), `tcp4` or `tcp6`; the family follows from
+    /// the address `endpoint` resolves to.
+    pub transport: GrpcTransport,
     /// Largest message accepted, in MiB, both as declared in its gRPC prefix (checked before it
     /// is read) and after decompression (default 4, as in the collector). A larger one is
     /// refused with RESOURCE_EXHAUSTED without RetryInfo, so clients do not retry it.
@@ -57,6 +63,37 @@ pub struct GrpcConfig {
     pub include_metadata: bool,
 }
 
+/// The network a gRPC server listens on. Unix sockets, which the collector also offers
+/// there, are refused with this list rather than quietly served over TCP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrpcTransport {
+    #[default]
+    Tcp,
+    Tcp4,
+    Tcp6,
+}
+
+/// `protocols.http.cors`: which web pages may send OTLP from a browser.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to send (`https://app.example.com`; one `*` stands for any run of
+    /// characters, `*` alone for every origin). Empty: CORS is off.
+    pub allowed_origins: Vec<String>,
+    /// Request headers a page may send besides `Accept`, `Content-Type`, `X-Requested-With`
+    /// and `Origin` (`*`: any).
+    pub allowed_headers: Vec<String>,
+    /// How long, in seconds, a browser may keep a preflight's answer (default 0: the
+    /// browser's own default).
+    pub max_age: u64,
+}
+
+/// What the HTTP server decompresses when `compression_algorithms` is not set: the
+/// collector's list.
+pub const DEFAULT_COMPRESSION_ALGORITHMS: &[&str] =
+    &["", "gzip", "zstd", "zlib", "snappy", "deflate", "lz4"];
+
 /// The default of `max_connections`, for both protocols.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -70,6 +107,7 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
             endpoint: "localhost:4317".into(),
+            transport: GrpcTransport::Tcp,
             max_recv_msg_size_mib: 4,
             tls: None,
             max_concurrent_streams: 100,
@@ -136,6 +174,14 @@ pub struct KeepaliveEnforcementPolicy {
 pub struct HttpConfig {
     /// Listen address (default `localhost:4318`).
     pub endpoint: String,
+    /// Cross-origin requests from web pages (browser SDKs); off unless `allowed_origins`
+    /// names at least one origin.
+    pub cors: Option<CorsConfig>,
+    /// Headers added to every answer.
+    pub response_headers: BTreeMap<String, String>,
+    /// The `Content-Encoding`s accepted (default: none, `gzip`, `zstd`, `zlib`, `snappy`,
+    /// `deflate`, `lz4`); any other is answered 415.
+    pub compression_algorithms: Option<Vec<String>>,
     /// Keep the request's headers with its data, for processors and exporters that act on
     /// them (`batch` `metadata_keys`, `attributes` `from_context`...) (default false).
     pub include_metadata: bool,
@@ -176,6 +222,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             endpoint: "localhost:4318".into(),
+            cors: None,
+            response_headers: BTreeMap::new(),
+            compression_algorithms: None,
             include_metadata: false,
             max_request_body_size: ByteSize(20 * 1024 * 1024),
             traces_url_path: "/v1/traces".into(),
@@ -213,6 +262,34 @@ impl GrpcConfig {
 }
 
 impl HttpConfig {
+    /// The request encodings accepted, from `compression_algorithms` (names checked by
+    /// [`HttpConfig::unknown_compression`]).
+    pub(crate) fn compressions(&self) -> Vec<Compression> {
+        let names: Vec<&str> = match &self.compression_algorithms {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => DEFAULT_COMPRESSION_ALGORITHMS.to_vec(),
+        };
+        let mut out: Vec<Compression> = names
+            .iter()
+            .filter_map(|n| Compression::from_name(&n.trim().to_ascii_lowercase()).ok())
+            .collect();
+        // `snappy` senders exist in both forms; the framed one is told by its first bytes.
+        if out.contains(&Compression::Snappy) {
+            out.push(Compression::SnappyFramed);
+        }
+        out
+    }
+
+    /// The first name in `compression_algorithms` sluice cannot decompress, with its index.
+    pub(crate) fn unknown_compression(&self) -> Option<(usize, &str)> {
+        self.compression_algorithms.as_ref().and_then(|list| {
+            list.iter()
+                .enumerate()
+                .find(|(_, n)| Compression::from_name(&n.trim().to_ascii_lowercase()).is_err())
+                .map(|(i, n)| (i, n.as_str()))
+        })
+    }
+
     /// How long the body of a request may take to arrive (`None`: no limit).
     pub(crate) fn body_read_timeout(&self) -> Option<std::time::Duration> {
         nonzero(self.read_timeout)

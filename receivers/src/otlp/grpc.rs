@@ -84,7 +84,7 @@ fn too_large(size: Option<usize>, limit: usize) -> Status {
 }
 
 /// Encodings the services accept, sent with UNIMPLEMENTED answers to an unknown one.
-const ACCEPT_ENCODING: &str = "gzip,zstd,deflate,identity";
+const ACCEPT_ENCODING: &str = "gzip,zstd,deflate,snappy,identity";
 
 /// The gRPC service name per signal; the router dispatches on it.
 pub(crate) trait GrpcSignal: Signal {
@@ -148,9 +148,14 @@ impl<S: GrpcSignal> Shared<S> {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let compression = Compression::from_name(&encoding).map_err(|_| {
+        let compression = match Compression::from_name(&encoding) {
+            // gRPC's snappy compressor (the collector's configgrpc) writes the framed format.
+            Ok(Compression::Snappy) => Ok(Compression::SnappyFramed),
+            other => other,
+        }
+        .map_err(|_| {
             let mut status = Status::unimplemented(format!(
-                "unsupported grpc-encoding `{encoding}`; use gzip, zstd, deflate or identity"
+                "unsupported grpc-encoding `{encoding}`; use gzip, zstd, deflate, snappy or identity"
             ));
             status.metadata_mut().insert(
                 "grpc-accept-encoding",

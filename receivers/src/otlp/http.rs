@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use super::answer_headers::{self, AnswerHeaders};
 use super::connections::{self, ConnectionReport};
 use super::unpack::{Compression, Encoding, READ_AHEAD, UnpackError, unpack};
 use super::{HttpConfig, Outputs, SignalSink, Transport, retry_after};
@@ -88,7 +89,10 @@ fn unpack_error(e: UnpackError, limit: usize, encoding: Encoding) -> Response {
         UnpackError::UnsupportedEncoding(e) => error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UNIMPLEMENTED,
-            format!("unsupported Content-Encoding `{e}`; use gzip, zstd, deflate or none"),
+            format!(
+                "unsupported Content-Encoding `{e}`; this receiver accepts the ones its \
+                 compression_algorithms list (by default gzip, zstd, zlib, deflate, snappy, lz4 or none)"
+            ),
             encoding,
         ),
         UnpackError::Invalid(message) => {
@@ -215,8 +219,8 @@ fn discard_in_background(mut body: Body, declared: Option<usize>, limit: usize) 
     });
 }
 
-struct Route<S: Signal> {
-    sink: Arc<SignalSink<S>>,
+/// What every path of one HTTP server shares.
+struct RouteSettings {
     admission: Admission,
     limit: usize,
     /// How long a client has to send its whole body once the receiver starts reading it
@@ -224,16 +228,20 @@ struct Route<S: Signal> {
     /// it has sent, in flight forever; it gets 408 instead and the connection is closed.
     read_timeout: Option<Duration>,
     include_metadata: bool,
+    /// `compression_algorithms`.
+    compressions: Vec<Compression>,
+}
+
+struct Route<S: Signal> {
+    sink: Arc<SignalSink<S>>,
+    settings: Arc<RouteSettings>,
 }
 
 impl<S: Signal> Clone for Route<S> {
     fn clone(&self) -> Self {
         Route {
             sink: self.sink.clone(),
-            admission: self.admission.clone(),
-            limit: self.limit,
-            read_timeout: self.read_timeout,
-            include_metadata: self.include_metadata,
+            settings: self.settings.clone(),
         }
     }
 }
@@ -270,7 +278,7 @@ async fn handle<S: Signal>(
             Encoding::Json,
         );
     };
-    let limit = route.limit;
+    let limit = route.settings.limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -295,15 +303,25 @@ async fn handle<S: Signal>(
             .trim()
             .to_ascii_lowercase(),
     ) {
-        Ok(c) => c,
+        Ok(c) if route.settings.compressions.contains(&c) => c,
+        Ok(_) => {
+            let name = headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            return unpack_error(UnpackError::UnsupportedEncoding(name), limit, encoding);
+        }
         Err(e) => return unpack_error(e, limit, encoding),
     };
     // Refused before a byte of the body is read when its declared length cannot fit now;
     // nothing is reserved until bytes arrive.
     let admitted = route
+        .settings
         .admission
         .precheck(declared.unwrap_or(0))
-        .and_then(|()| route.admission.reserve(0));
+        .and_then(|()| route.settings.admission.reserve(0));
     let mut permit = match admitted {
         Ok(p) => p,
         Err(r) => {
@@ -315,7 +333,7 @@ async fn handle<S: Signal>(
     };
     let mut body = body;
     let reading = read_body(&mut body, limit, declared, &mut permit);
-    let read = match route.read_timeout {
+    let read = match route.settings.read_timeout {
         Some(limit) => tokio::time::timeout(limit, reading)
             .await
             .map_err(|_| limit),
@@ -366,7 +384,7 @@ async fn handle<S: Signal>(
         Ok(r) => r,
         Err(e) => return unpack_error(e, limit, encoding),
     };
-    let batch = if route.include_metadata {
+    let batch = if route.settings.include_metadata {
         batch.with_metadata(super::client_metadata(&headers))
     } else {
         batch
@@ -396,20 +414,14 @@ fn route<S: Signal>(
     router: Router,
     path: &str,
     sink: &Option<Arc<SignalSink<S>>>,
-    admission: &Admission,
-    limit: usize,
-    read_timeout: Option<Duration>,
-    include_metadata: bool,
+    settings: &Arc<RouteSettings>,
 ) -> Router {
     match sink {
         Some(sink) => router.route(
             path,
             any(handle::<S>).with_state(Route {
                 sink: sink.clone(),
-                admission: admission.clone(),
-                limit,
-                read_timeout,
-                include_metadata,
+                settings: settings.clone(),
             }),
         ),
         None => router,
@@ -436,34 +448,29 @@ pub(crate) fn serve(
         );
     }
     let read_timeout = config.body_read_timeout();
-    let mut router = Router::new();
-    router = route(
-        router,
-        &config.traces_url_path,
-        &outputs.traces,
-        admission,
+    let settings = Arc::new(RouteSettings {
+        admission: admission.clone(),
         limit,
         read_timeout,
-        config.include_metadata,
-    );
+        include_metadata: config.include_metadata,
+        compressions: config.compressions(),
+    });
+    let mut router = Router::new();
+    router = route(router, &config.traces_url_path, &outputs.traces, &settings);
     router = route(
         router,
         &config.metrics_url_path,
         &outputs.metrics,
-        admission,
-        limit,
-        read_timeout,
-        config.include_metadata,
+        &settings,
     );
-    router = route(
-        router,
-        &config.logs_url_path,
-        &outputs.logs,
-        admission,
-        limit,
-        read_timeout,
-        config.include_metadata,
-    );
+    router = route(router, &config.logs_url_path, &outputs.logs, &settings);
+    // Checked when the config was read; nothing to add when it has neither CORS nor headers.
+    if let Ok(Some(answers)) = AnswerHeaders::from_config(config) {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            answers,
+            answer_headers::apply,
+        ));
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Header and idle timeouts are the connection supervisor's: hyper's own header timeout
     // would also end keep-alive connections idle for longer than it.

@@ -1,5 +1,6 @@
 //! The OTLP receiver: gRPC and HTTP (protobuf and JSON) for traces, metrics and logs.
 
+mod answer_headers;
 mod config;
 mod connections;
 mod grpc;
@@ -19,16 +20,29 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use connections::ConnectionReport;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic};
+use sluice_pipeline::config_keys::{NoEffect, decode_section};
 use sluice_pipeline::consumer::DEFAULT_ADMISSION_WAIT;
 use sluice_pipeline::telemetry::Counter;
 use sluice_pipeline::{
     Batch, BuildContext, DeliveryError, DynConsumer, FactoryInfo, Lifecycle, Outcome, Receiver,
-    ReceiverFactory, ReceiverOutputs, Signal, SignalKind, StartError, decode_config, deliver,
+    ReceiverFactory, ReceiverOutputs, Signal, SignalKind, StartError, deliver,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+/// configgrpc's Go buffer sizes: hyper sizes its buffers itself.
+const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "protocols.grpc.read_buffer_size",
+        "a Go gRPC server buffer size; sluice's HTTP/2 server sizes its buffers itself",
+    ),
+    NoEffect::new(
+        "protocols.grpc.write_buffer_size",
+        "a Go gRPC server buffer size; sluice's HTTP/2 server sizes its buffers itself",
+    ),
+];
 
 pub struct OtlpReceiverFactory;
 
@@ -61,7 +75,7 @@ impl OtlpReceiverFactory {
         outputs: ReceiverOutputs,
         ctx: &BuildContext,
     ) -> Result<Arc<OtlpReceiver>, ConfigErrors> {
-        let cfg: OtlpConfig = decode_config(config)?;
+        let cfg: OtlpConfig = decode_section(config, NO_EFFECT, &ctx.warnings)?;
         if cfg.protocols.grpc.is_none() && cfg.protocols.http.is_none() {
             return Err(Diagnostic::new(
                 Some(config.node.pos.clone()),
@@ -90,6 +104,39 @@ impl OtlpReceiverFactory {
             }
         }
         if let Some(http) = &cfg.protocols.http {
+            let at = |key: &str| {
+                let mut node = config.node.get_path(["protocols", "http"]);
+                for part in key.split('.') {
+                    node = node.and_then(|n| n.get(part.split('[').next().unwrap_or(part)));
+                }
+                Some(node.unwrap_or(&config.node).pos.clone())
+            };
+            if let Some((i, name)) = http.unknown_compression() {
+                return Err(Diagnostic::new(
+                    at("compression_algorithms"),
+                    format!("{}.protocols.http.compression_algorithms[{i}]", config.path),
+                    format!(
+                        "unknown compression `{name}`; sluice decompresses gzip, zstd, zlib, \
+                         deflate, snappy, x-snappy-framed, lz4 and \"\" (none)"
+                    ),
+                )
+                .into());
+            }
+            if let Err((key, why)) = answer_headers::AnswerHeaders::from_config(http) {
+                return Err(Diagnostic::new(
+                    at(&key),
+                    format!("{}.protocols.http.{key}", config.path),
+                    why,
+                )
+                .into());
+            }
+            if answer_headers::AnswerHeaders::headers_without_origins(http) {
+                ctx.warnings.push(Diagnostic::new(
+                    at("cors"),
+                    format!("{}.protocols.http.cors.allowed_headers", config.path),
+                    "has no effect while cors.allowed_origins is empty: CORS is off",
+                ));
+            }
             for (key, path) in [
                 ("traces_url_path", &http.traces_url_path),
                 ("metrics_url_path", &http.metrics_url_path),

@@ -647,6 +647,36 @@ fn build_reports_config_problems_with_their_key_path() {
     let e = build("protocols:\n  grpc:\n    max_recv_msg_size: 4\n").unwrap();
     assert!(e.contains("test.yaml:3:5"), "{e}");
     assert!(e.contains("did you mean `max_recv_msg_size_mib`"), "{e}");
+    let e = build("protocols:\n  http:\n    compression_algorithms: [gzip, br]\n").unwrap();
+    assert!(
+        e.contains("test.yaml:3:29: receivers.otlp/test.protocols.http.compression_algorithms[1]"),
+        "{e}"
+    );
+    assert!(e.contains("unknown compression `br`"), "{e}");
+    let e = build(
+        "protocols:\n  http:\n    cors:\n      allowed_origins: [\"https://*.*.example.com\"]\n",
+    )
+    .unwrap();
+    assert!(
+        e.contains("test.yaml:4:24: receivers.otlp/test.protocols.http.cors.allowed_origins[0]"),
+        "{e}"
+    );
+    let e = build("protocols:\n  grpc:\n    transport: unix\n").unwrap();
+    assert!(e.contains("protocols.grpc.transport"), "{e}");
+    let e = build("protocols:\n  http:\n    response_headers:\n      \"Bad Name\": x\n").unwrap();
+    assert!(e.contains("response_headers.Bad Name"), "{e}");
+    // Go buffer sizes: accepted, with a warning.
+    assert_eq!(
+        build("protocols:\n  grpc:\n    read_buffer_size: 1024\n    write_buffer_size: 1024\n"),
+        None
+    );
+    let warnings = ctx.warnings.take();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.to_string().contains("protocols.grpc.read_buffer_size")),
+        "{warnings:?}"
+    );
 }
 
 /// An HTTP/2 call on the gRPC port with `headers` (replacing the defaults of the same name) and

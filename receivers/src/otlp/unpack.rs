@@ -36,6 +36,13 @@ pub(crate) enum Compression {
     /// `deflate`: zlib-wrapped DEFLATE, as HTTP and gRPC define it.
     Zlib,
     Zstd,
+    /// HTTP `snappy`: one snappy block (the framed format is recognised by its stream
+    /// identifier and read as `x-snappy-framed`, as senders of either exist).
+    Snappy,
+    /// The snappy framing format: HTTP `x-snappy-framed`, and gRPC's `snappy`.
+    SnappyFramed,
+    /// The LZ4 frame format.
+    Lz4,
 }
 
 impl Compression {
@@ -46,6 +53,9 @@ impl Compression {
             "gzip" | "x-gzip" => Ok(Compression::Gzip),
             "deflate" | "zlib" => Ok(Compression::Zlib),
             "zstd" => Ok(Compression::Zstd),
+            "snappy" => Ok(Compression::Snappy),
+            "x-snappy-framed" => Ok(Compression::SnappyFramed),
+            "lz4" => Ok(Compression::Lz4),
             other => Err(UnpackError::UnsupportedEncoding(other.to_string())),
         }
     }
@@ -90,6 +100,12 @@ pub(crate) fn decompress(
             zstd::stream::read::Decoder::new(body)
                 .map_err(|e| UnpackError::Invalid(format!("invalid zstd body: {e}")))?,
         ),
+        Compression::Snappy if body.starts_with(SNAPPY_STREAM_IDENTIFIER) => {
+            Box::new(snap::read::FrameDecoder::new(body))
+        }
+        Compression::Snappy => return snappy_block(body, limit, permit),
+        Compression::SnappyFramed => Box::new(snap::read::FrameDecoder::new(body)),
+        Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(body)),
     };
     let name = format!("{compression:?}").to_ascii_lowercase();
     let mut out: Vec<u8> = Vec::new();
@@ -129,6 +145,23 @@ pub(crate) fn decompress(
             return Ok(out);
         }
     }
+}
+
+/// The chunk that starts every snappy framed stream.
+const SNAPPY_STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
+
+/// A snappy block states its decompressed length first: checked against the limit and
+/// reserved before anything is inflated.
+fn snappy_block(body: &[u8], limit: usize, permit: &mut Permit) -> Result<Vec<u8>, UnpackError> {
+    let len = snap::raw::decompress_len(body)
+        .map_err(|e| UnpackError::Invalid(format!("cannot decompress snappy body: {e}")))?;
+    if len > limit {
+        return Err(UnpackError::TooLarge);
+    }
+    permit.grow(len).map_err(UnpackError::Refused)?;
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| UnpackError::Invalid(format!("cannot decompress snappy body: {e}")))
 }
 
 /// Bodies up to this size are decoded on the async thread: handing small ones to the blocking
