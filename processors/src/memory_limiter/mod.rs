@@ -27,8 +27,8 @@ use sluice_pipeline::telemetry::{Counter, Gauge};
 use sluice_pipeline::{
     AnyConsumer, Batch, BuildContext, BuiltStage, Consumer, DeliveryError, DynConsumer,
     FactoryInfo, Lifecycle, ProcessorFactory, Signal, SignalConsumer, StartError, WrapConsumer,
-    decode_config,
 };
+use sluice_pipeline::config_keys::{NoEffect, decode_section};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -36,6 +36,19 @@ use tokio::time::Instant;
 /// between two of them is what a burst can add, and too long a gap would throttle a fast but
 /// healthy collector.
 const MAX_MEASURE_INTERVAL: StdDuration = StdDuration::from_millis(100);
+
+/// The collector's garbage-collection pacing: sluice frees memory as it goes, with no
+/// collector to run.
+const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "min_gc_interval_when_soft_limited",
+        "paces Go's garbage collector; sluice has none (memory is freed when data is delivered)",
+    ),
+    NoEffect::new(
+        "min_gc_interval_when_hard_limited",
+        "paces Go's garbage collector; sluice has none (memory is freed when data is delivered)",
+    ),
+];
 
 pub struct MemoryLimiterProcessorFactory;
 
@@ -55,7 +68,7 @@ impl ProcessorFactory for MemoryLimiterProcessorFactory {
         next: AnyConsumer,
         ctx: &BuildContext,
     ) -> Result<BuiltStage, ConfigErrors> {
-        let cfg: MemoryLimiterConfig = decode_config(config)?;
+        let cfg: MemoryLimiterConfig = decode_section(config, NO_EFFECT, &ctx.warnings)?;
         let limits = cfg.limits(system::available_memory).map_err(|e| {
             let pos = config
                 .node
