@@ -494,12 +494,15 @@ exporters:
       initial_interval: 100ms
       max_interval: 500ms
       max_elapsed_time: 0s
+  file:
+    path: "@DIR@/sent.jsonl"
+    flush_interval: 0s
 service:
   extensions: [health_check]
   pipelines:
     metrics:
       receivers: [otlp, hostmetrics]
-      exporters: [prometheusremotewrite]
+      exporters: [prometheusremotewrite, file]
 "#
     ));
     let collector = Collector::start(&config, &[]);
@@ -514,7 +517,38 @@ service:
             .any(|s| labels_of(s).values().any(|v| v == "used")),
         "{host:?}"
     );
-    assert!(host.iter().all(|s| value_of(s) >= 0.0));
+    // Every sample Prometheus holds is a point that was sent, value for value: the file
+    // exporter beside remote write records what went out.
+    let sent = sent_memory_points(&collector.path("sent.jsonl"));
+    let stored = query(prom_port, "system_memory_usage_bytes{cluster=\"e2e\"}[10m]");
+    let mut compared = 0;
+    for series in &stored {
+        let labels = labels_of(series);
+        // The state attribute is `state`, or `system.memory.state` with the semantic
+        // conventions' names on.
+        let state = labels
+            .get("state")
+            .or_else(|| labels.get("system_memory_state"))
+            .cloned()
+            .unwrap_or_default();
+        for pair in series["values"].as_array().into_iter().flatten() {
+            let ts_ms = (pair[0].as_f64().unwrap_or(f64::NAN) * 1000.0).round() as i64;
+            let value: f64 = pair[1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
+            let Some(&want) = sent.get(&(state.clone(), ts_ms)) else {
+                // A point exported after the file was read; it will be compared next time.
+                continue;
+            };
+            assert_eq!(value, want, "state {state} at {ts_ms} ms");
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 2,
+        "too few host points compared ({compared}): {stored:?}"
+    );
 
     // An application instrumented with the OpenTelemetry SDK.
     sdk_counter(&collector);
@@ -597,6 +631,37 @@ service:
     assert_eq!(labels["instance"], "i-1");
 }
 
+/// `system.memory.usage` points written by the file exporter, by (state, time in ms).
+fn sent_memory_points(path: &Path) -> BTreeMap<(String, i64), f64> {
+    let mut out = BTreeMap::new();
+    for (_, metric) in metrics_of(&json_lines(path, 1)) {
+        if metric["name"] != "system.memory.usage" {
+            continue;
+        }
+        for point in metric["sum"]["dataPoints"].as_array().into_iter().flatten() {
+            let Some(state) = attr(&point["attributes"], "state")
+                .or_else(|| attr(&point["attributes"], "system.memory.state"))
+            else {
+                continue;
+            };
+            let time_ns: u128 = point["timeUnixNano"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            // OTLP/JSON writes 64-bit integers as strings.
+            let value = match &point["asInt"] {
+                Value::String(v) => v.parse::<f64>().ok(),
+                other => other.as_f64(),
+            }
+            .or_else(|| point["asDouble"].as_f64());
+            if let Some(value) = value {
+                out.insert((state, (time_ns / 1_000_000) as i64), value);
+            }
+        }
+    }
+    out
+}
+
 fn sdk_counter(collector: &Collector) {
     use opentelemetry::KeyValue;
     use opentelemetry::metrics::MeterProvider as _;
@@ -671,7 +736,8 @@ service:
         let t = now + i as u128 * 1_000_000_000;
         let body = json!({"resourceMetrics": [{
             "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}},
-                                        {"key": "service.instance.id", "value": {"stringValue": "pod-1"}}]},
+                                        {"key": "service.instance.id", "value": {"stringValue": "pod-1"}},
+                                        {"key": "k8s.namespace.name", "value": {"stringValue": "shop"}}]},
             "scopeMetrics": [{"metrics": [{"name": "http.server.requests", "unit": "{request}", "sum": {
                 "aggregationTemporality": 1, "isMonotonic": true,
                 "dataPoints": [{"asInt": v.to_string(), "startTimeUnixNano": (t - 1_000_000_000).to_string(), "timeUnixNano": t.to_string(),
@@ -699,7 +765,16 @@ service:
     assert_eq!(labels["http_route"], "/pay");
     assert_eq!(labels["region"], "eu");
     assert_eq!(value_of(&series[0]), 10.0);
+    // The resource's attributes other than the service ones travel in target_info.
     let info = query(prom_port, "app_target_info");
-    assert!(info.is_empty() || labels_of(&info[0])["job"] == "checkout");
+    assert_eq!(info.len(), 1, "{info:?}");
+    let labels = labels_of(&info[0]);
+    assert_eq!(labels["job"], "checkout");
+    assert_eq!(labels["instance"], "pod-1");
+    assert_eq!(
+        labels.get("k8s_namespace_name").map(String::as_str),
+        Some("shop"),
+        "{labels:?}"
+    );
     drop(collector);
 }

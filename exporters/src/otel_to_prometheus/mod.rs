@@ -268,29 +268,28 @@ impl Translation {
     /// The metric's Prometheus name (before `_bucket`/`_sum`/`_count`).
     pub fn metric_name(&self, metric: &Metric) -> String {
         let monotonic_sum = matches!(&metric.data, Some(metric::Data::Sum(s)) if s.is_monotonic);
-        let gauge_like = matches!(
-            &metric.data,
-            Some(metric::Data::Gauge(_)) | Some(metric::Data::Sum(_))
-        ) && !monotonic_sum;
+        let gauge = matches!(&metric.data, Some(metric::Data::Gauge(_)));
         build_name(
             &metric.name,
             &metric.unit,
             &self.namespace,
             self.strategy,
             monotonic_sum,
-            gauge_like,
+            gauge,
         )
     }
 }
 
-/// Builds a name per the OTel Collector's rules.
+/// Builds a name per the OTel Collector's rules. `gauge` is an OTLP gauge only: upstream
+/// adds `_ratio` to gauges of unit `1` and to nothing else, since receivers put unit `1` on
+/// counts of things (a non-monotonic sum of unit `1` is rarely a ratio).
 pub fn build_name(
     name: &str,
     unit: &str,
     namespace: &str,
     strategy: TranslationStrategy,
     monotonic_sum: bool,
-    gauge_like: bool,
+    gauge: bool,
 ) -> String {
     if strategy == TranslationStrategy::NoTranslation {
         return if namespace.is_empty() {
@@ -328,7 +327,8 @@ pub fn build_name(
             tokens.retain(|t| t != "total");
             tokens.push("total".into());
         }
-        if gauge_like && unit == "1" && !tokens.iter().any(|t| t == "ratio") {
+        if gauge && unit == "1" {
+            tokens.retain(|t| t != "ratio");
             tokens.push("ratio".into());
         }
     }
@@ -347,51 +347,32 @@ pub fn build_name(
     out
 }
 
-/// The words a UCUM unit adds: `s` → `seconds`, `By/s` → (`bytes`, `second`); annotations in
-/// braces add nothing.
+/// The words a UCUM unit adds: `s` → `seconds`, `By/s` → (`bytes`, `second`). As upstream,
+/// a part holding an annotation in braces (`{packet}`, `By{x}`) adds nothing, and a unit not
+/// in the tables adds itself with everything but letters and digits made `_`.
 fn unit_words(unit: &str) -> (Option<String>, Option<String>) {
-    let unit = strip_annotations(unit);
-    if unit.is_empty() {
-        return (None, None);
-    }
     let (main, per) = match unit.split_once('/') {
         Some((m, p)) => (m.trim(), Some(p.trim())),
         None => (unit.trim(), None),
     };
-    let main = main_unit(main)
-        .map(str::to_string)
-        .or_else(|| (!main.is_empty() && main != "1").then(|| sanitize_token(main)));
-    let per = per.and_then(|p| {
-        per_unit(p)
-            .map(str::to_string)
-            .or_else(|| (!p.is_empty()).then(|| sanitize_token(p)))
-    });
+    let annotated = |part: &str| part.contains(['{', '}']);
+    let main = (!main.is_empty() && !annotated(main))
+        .then(|| sanitize_token(main_unit(main).unwrap_or(main)));
+    let per = per
+        .filter(|p| !p.is_empty() && !annotated(p))
+        .map(|p| sanitize_token(per_unit(p).unwrap_or(p)));
     (
         main.filter(|m| !m.is_empty()),
         per.filter(|p| !p.is_empty()),
     )
 }
 
-fn strip_annotations(unit: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0;
-    for c in unit.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth > 0 => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
-}
-
+/// Runs of characters other than ASCII letters and digits become one `_`, none at the ends.
 fn sanitize_token(t: &str) -> String {
-    t.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect::<String>()
-        .trim_matches('_')
-        .to_string()
+    t.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 fn main_unit(unit: &str) -> Option<&'static str> {
@@ -407,7 +388,8 @@ fn main_unit(unit: &str) -> Option<&'static str> {
         "KiBy" => "kibibytes",
         "MiBy" => "mebibytes",
         "GiBy" => "gibibytes",
-        "TiBy" => "tibibytes",
+        // Upstream's table says `tibibytes`, a misspelling its newer releases correct.
+        "TiBy" => "tebibytes",
         "KBy" => "kilobytes",
         "MBy" => "megabytes",
         "GBy" => "gigabytes",
@@ -421,7 +403,6 @@ fn main_unit(unit: &str) -> Option<&'static str> {
         "Cel" => "celsius",
         "Hz" => "hertz",
         "%" => "percent",
-        "$" => "dollars",
         "1" => "",
         _ => return None,
     })
@@ -486,23 +467,25 @@ pub fn exponential_to_explicit(
     positive: Option<(i32, &[u64])>,
     negative: Option<(i32, &[u64])>,
 ) -> Vec<(f64, u64)> {
-    let base = 2f64.powf(2f64.powi(-scale));
+    // base^index = 2^(index * 2^-scale), computed in floats: scale and offsets come from the
+    // network, and neither `-scale` nor `offset + i` may overflow an i32.
+    let step = (-f64::from(scale)).exp2();
+    let boundary = |index: i64| (index as f64 * step).exp2();
     let mut out = Vec::new();
     let mut cumulative = 0u64;
     if let Some((offset, counts)) = negative {
         // Most negative first: bucket i covers [-base^(i+1), -base^i).
         for (i, c) in counts.iter().enumerate().rev() {
-            cumulative += c;
-            let upper = -base.powi(offset + i as i32);
-            out.push((upper, cumulative));
+            cumulative = cumulative.saturating_add(*c);
+            out.push((-boundary(i64::from(offset) + i as i64), cumulative));
         }
     }
-    cumulative += zero_count;
+    cumulative = cumulative.saturating_add(zero_count);
     out.push((0.0, cumulative));
     if let Some((offset, counts)) = positive {
         for (i, c) in counts.iter().enumerate() {
-            cumulative += c;
-            out.push((base.powi(offset + i as i32 + 1), cumulative));
+            cumulative = cumulative.saturating_add(*c);
+            out.push((boundary(i64::from(offset) + i as i64 + 1), cumulative));
         }
     }
     out
@@ -570,6 +553,67 @@ mod tests {
             ),
             "a.b"
         );
+    }
+
+    #[test]
+    fn ratio_is_for_gauges_only_and_units_follow_upstream() {
+        use opentelemetry_proto::tonic::metrics::v1::{Gauge, Sum};
+        let tr = Translation {
+            namespace: String::new(),
+            strategy: TranslationStrategy::UnderscoreEscapingWithSuffixes,
+            resource_labels: ResourceLabels::None,
+            scope_labels: false,
+        };
+        let metric = |name: &str, data: metric::Data| Metric {
+            name: name.into(),
+            unit: "1".into(),
+            data: Some(data),
+            ..Default::default()
+        };
+        let updown = metric(
+            "system.processes.count",
+            metric::Data::Sum(Sum {
+                is_monotonic: false,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(
+            tr.metric_name(&updown),
+            "system_processes_count",
+            "a non-monotonic sum of unit 1 gets no _ratio"
+        );
+        let gauge = metric("cpu.utilization", metric::Data::Gauge(Gauge::default()));
+        assert_eq!(tr.metric_name(&gauge), "cpu_utilization_ratio");
+        let moved = metric("ratio.of.hits", metric::Data::Gauge(Gauge::default()));
+        assert_eq!(tr.metric_name(&moved), "of_hits_ratio");
+        assert_eq!(
+            name("disk.size", "TiBy", false, true),
+            "disk_size_tebibytes"
+        );
+        assert_eq!(
+            name("cash", "$", false, true),
+            "cash",
+            "`$` is no unit word"
+        );
+        assert_eq!(
+            name("net.io", "By{packet}", true, false),
+            "net_io_total",
+            "an annotated unit part adds nothing"
+        );
+        assert_eq!(
+            name("net.rate", "{packet}/s", false, true),
+            "net_rate_per_second"
+        );
+        assert_eq!(name("odd", "foo..bar", false, true), "odd_foo_bar");
+    }
+
+    #[test]
+    fn exponential_buckets_with_hostile_scale_and_offsets_do_not_panic() {
+        let b = exponential_to_explicit(i32::MIN, 0, Some((i32::MAX, &[1, 1])), None);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.last().map(|x| x.1), Some(2));
+        let b = exponential_to_explicit(i32::MAX, u64::MAX, Some((0, &[u64::MAX])), None);
+        assert_eq!(b.last().map(|x| x.1), Some(u64::MAX), "counts saturate");
     }
 
     #[test]

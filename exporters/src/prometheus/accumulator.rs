@@ -87,6 +87,16 @@ impl Accumulator {
                 for m in &sm.metrics {
                     let name = tr.metric_name(m);
                     let Some(data) = &m.data else { continue };
+                    // As upstream: a delta up-down sum has no running total a scrape could
+                    // show (adding its changes up would invent one from whenever sluice
+                    // started), and unspecified temporality means nothing; both are dropped.
+                    if let metric::Data::Sum(s) = data
+                        && (s.aggregation_temporality == AggregationTemporality::Unspecified as i32
+                            || (s.aggregation_temporality == AggregationTemporality::Delta as i32
+                                && !s.is_monotonic))
+                    {
+                        continue;
+                    }
                     let (kind, delta) = match data {
                         metric::Data::Gauge(_) => (Kind::Gauge, false),
                         metric::Data::Sum(s) => (
@@ -177,10 +187,10 @@ impl Accumulator {
                         }
                         metric::Data::Histogram(h) => {
                             for p in &h.data_points {
-                                let mut cumulative = 0;
+                                let mut cumulative = 0u64;
                                 let mut buckets = Vec::with_capacity(p.bucket_counts.len());
                                 for (i, c) in p.bucket_counts.iter().enumerate() {
-                                    cumulative += c;
+                                    cumulative = cumulative.saturating_add(*c);
                                     buckets.push((
                                         p.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY),
                                         cumulative,

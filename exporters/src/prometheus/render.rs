@@ -114,14 +114,18 @@ pub fn render(acc: &Accumulator, opts: &Options<'_>) -> String {
     for (name, family) in &acc.families {
         let Some(kind) = family.kind else { continue };
         // OpenMetrics names a counter's family without `_total`; its samples keep it.
-        let (family_name, value_suffix) = match (kind, om) {
+        // A counter whose name lacks `_total` (suffixes turned off) cannot be an OpenMetrics
+        // counter, whose samples must end in `_total`: as Prometheus' own encoder (which
+        // upstream's exporter uses) it is written as `unknown` under its own name.
+        let (family_name, value_suffix, om_unknown) = match (kind, om) {
             (Kind::Counter, true) => match name.strip_suffix("_total") {
-                Some(base) => (base, "_total"),
-                None => (name.as_str(), ""),
+                Some(base) => (base, "_total", false),
+                None => (name.as_str(), "", true),
             },
-            _ => (name.as_str(), ""),
+            _ => (name.as_str(), "", false),
         };
         let type_word = match kind {
+            Kind::Counter if om_unknown => "unknown",
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",

@@ -186,3 +186,56 @@ fn exponential_histograms_become_explicit_buckets() {
         "{out}"
     );
 }
+
+#[test]
+fn an_openmetrics_counter_without_total_is_written_as_unknown() {
+    let mut acc = Accumulator::default();
+    let tr = Translation {
+        strategy: TranslationStrategy::UnderscoreEscapingWithoutSuffixes,
+        ..translation()
+    };
+    acc.add(
+        &[resource(vec![sum(
+            3,
+            AggregationTemporality::Cumulative,
+            1_000_000_000,
+        )])],
+        &tr,
+    );
+    let om = text(&acc, Format::OpenMetrics, false);
+    assert!(om.contains("# TYPE app_http_requests unknown\n"), "{om}");
+    assert!(
+        om.contains(
+            "app_http_requests{dc=\"x\",http_method=\"GET\",instance=\"i-1\",job=\"api\"} 3\n"
+        ),
+        "{om}"
+    );
+    assert!(
+        !om.contains("# TYPE app_http_requests counter"),
+        "an OpenMetrics counter's samples must end in _total: {om}"
+    );
+    // The Prometheus text format has no such rule: the counter stays a counter.
+    let plain = text(&acc, Format::Text, false);
+    assert!(
+        plain.contains("# TYPE app_http_requests counter\n"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn delta_up_down_sums_are_dropped_as_upstream() {
+    let mut acc = Accumulator::default();
+    let tr = translation();
+    let updown = |v: i64, t: u64| {
+        let mut m = sum(v, AggregationTemporality::Delta, t);
+        m.name = "queue.change".into();
+        if let Some(metric::Data::Sum(s)) = &mut m.data {
+            s.is_monotonic = false;
+        }
+        m
+    };
+    acc.add(&[resource(vec![updown(3, 1_000_000_000)])], &tr);
+    acc.add(&[resource(vec![updown(-1, 2_000_000_000)])], &tr);
+    let out = text(&acc, Format::Text, false);
+    assert!(!out.contains("queue_change"), "{out}");
+}

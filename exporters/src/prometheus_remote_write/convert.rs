@@ -294,7 +294,7 @@ fn convert_metric(
                 let nan = f64::from_bits(STALE_NAN);
                 let mut cumulative = 0u64;
                 for (i, count) in p.bucket_counts.iter().enumerate() {
-                    cumulative += count;
+                    cumulative = cumulative.saturating_add(*count);
                     let le = p.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY);
                     let v = if is_stale { nan } else { cumulative as f64 };
                     out.push(
@@ -384,15 +384,12 @@ fn convert_metric(
             out.meta(options, &name, proto::HISTOGRAM, metric);
             for p in &h.data_points {
                 latest = latest.max(p.time_unix_nano);
-                let Some(native) = native_histogram(p) else {
-                    out.dropped.push((
-                        1,
-                        format!(
-                            "`{}`: scale {} is below Prometheus' smallest schema (-4)",
-                            metric.name, p.scale
-                        ),
-                    ));
-                    continue;
+                let native = match native_histogram(p) {
+                    Ok(native) => native,
+                    Err(why) => {
+                        out.dropped.push((1, format!("`{}`: {why}", metric.name)));
+                        continue;
+                    }
                 };
                 let labels = with(base, attributes(tr, &p.attributes));
                 let labels = out.labels(&labels, &[], &name);
@@ -412,54 +409,69 @@ fn convert_metric(
 }
 
 /// An exponential histogram as a native histogram: the scale is the schema (finer scales are
-/// merged down to 8), OTel bucket i (base^i, base^(i+1)] is Prometheus bucket i+1.
-pub fn native_histogram(p: &ExponentialHistogramDataPoint) -> Option<Histogram> {
+/// merged down to 8), OTel bucket i (base^i, base^(i+1)] is Prometheus bucket i+1. An error
+/// says why the point cannot be sent.
+pub fn native_histogram(p: &ExponentialHistogramDataPoint) -> Result<Histogram, String> {
     if p.scale < -4 {
-        return None;
+        return Err(format!(
+            "scale {} is below Prometheus' smallest schema (-4)",
+            p.scale
+        ));
     }
-    let down = (p.scale - 8).max(0) as u32;
+    // The scale comes from the network: shifting an i64 by 63 already merges everything.
+    let down = (i64::from(p.scale) - 8).clamp(0, 63);
     let schema = p.scale.min(8);
     let buckets = |b: &Option<
         opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets,
-    >| {
+    >|
+     -> Result<(Vec<BucketSpan>, Vec<i64>), String> {
         let Some(b) = b else {
-            return (Vec::new(), Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
-        if b.bucket_counts.is_empty() {
-            return (Vec::new(), Vec::new());
-        }
-        // Merge 2^down neighbouring buckets into one.
-        let mut merged: Vec<(i32, u64)> = Vec::new();
+        // Merge 2^down neighbouring buckets into one. Indices in i64: `offset + i` may
+        // overflow an i32.
+        let mut merged: Vec<(i64, u64)> = Vec::new();
         for (i, c) in b.bucket_counts.iter().enumerate() {
-            let index = (b.offset + i as i32) >> down;
+            let index = (i64::from(b.offset) + i as i64) >> down;
             match merged.last_mut() {
-                Some((last, total)) if *last == index => *total += c,
+                Some((last, total)) if *last == index => *total = total.saturating_add(*c),
                 _ => merged.push((index, *c)),
             }
         }
-        let first = merged[0].0;
-        let mut counts = vec![0u64; (merged[merged.len() - 1].0 - first + 1) as usize];
+        let (Some(&(first, _)), Some(&(last, _))) = (merged.first(), merged.last()) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        // Indices only grow, one step at a time: the span is at most the number of buckets.
+        let len = usize::try_from(last - first + 1)
+            .map_err(|_| "bucket indices out of order".to_string())?;
+        let mut counts = vec![0u64; len];
         for (index, c) in merged {
-            counts[(index - first) as usize] += c;
+            if let Some(slot) = usize::try_from(index - first)
+                .ok()
+                .and_then(|at| counts.get_mut(at))
+            {
+                *slot = slot.saturating_add(c);
+            }
         }
         let mut deltas = Vec::with_capacity(counts.len());
         let mut previous = 0i64;
         for c in &counts {
-            deltas.push(*c as i64 - previous);
-            previous = *c as i64;
+            // Prometheus counts are i64; a larger count is clamped rather than wrapped.
+            let c = i64::try_from(*c).unwrap_or(i64::MAX);
+            deltas.push(c.wrapping_sub(previous));
+            previous = c;
         }
-        (
-            vec![BucketSpan {
-                offset: first + 1,
-                length: counts.len() as u32,
-            }],
-            deltas,
-        )
+        // Prometheus bucket i+1 is OTel bucket i; span offsets and lengths are 32-bit.
+        let offset = i32::try_from(first + 1)
+            .map_err(|_| format!("bucket offset {} does not fit remote write", first + 1))?;
+        let length = u32::try_from(counts.len())
+            .map_err(|_| format!("{} buckets do not fit remote write", counts.len()))?;
+        Ok((vec![BucketSpan { offset, length }], deltas))
     };
-    let (positive_spans, positive_deltas) = buckets(&p.positive);
-    let (negative_spans, negative_deltas) = buckets(&p.negative);
+    let (positive_spans, positive_deltas) = buckets(&p.positive)?;
+    let (negative_spans, negative_deltas) = buckets(&p.negative)?;
     let is_stale = stale(p.flags);
-    Some(Histogram {
+    Ok(Histogram {
         count_int: p.count,
         sum: if is_stale {
             f64::from_bits(STALE_NAN)

@@ -8,7 +8,7 @@ mod proto;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use prost::Message;
@@ -22,6 +22,7 @@ use sluice_pipeline::{
     Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, Metrics,
     SignalConsumer,
 };
+use tokio::time::Instant;
 
 use crate::http::{self, ClientSettings, CookiesSettings, HeaderList, TlsSettings};
 use crate::otel_to_prometheus::{
@@ -392,8 +393,7 @@ impl ExporterFactory for RemoteWriteExporterFactory {
             parallelism: cfg
                 .max_batch_request_parallelism
                 .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
-            line: SendLine::default(),
-            retry_window: settings.retry.max_interval.0 * 2 + settings.timeout,
+            line: SendLine::new(RetryBounds::from_settings(&settings)),
             rejected: ctx.telemetry.metrics.counter(
                 "sluice_exporter_prometheusremotewrite_rejected_samples",
                 "Samples the remote write endpoint refused for good (4xx) or that remote write cannot carry (delta temporality)",
@@ -464,18 +464,57 @@ pub struct RemoteWriteExporter {
     max_bytes: usize,
     parallelism: usize,
     /// Batches go out one after the other in the order they were first tried, a failed one
-    /// blocking the line until it is delivered: Prometheus refuses a sample older than one it
-    /// already has for the series, so a later batch overtaking a retried one would lose it.
+    /// blocking the line until its final outcome: Prometheus refuses a sample older than one
+    /// it already has for the series, so a later batch overtaking a retried one would lose it.
     line: SendLine,
-    /// How long a batch keeps its place without being tried again (the helper gave up on it).
-    retry_window: StdDuration,
     rejected: Counter,
 }
 
+/// What the exporter helper's retry settings tell about how long a failed batch may still
+/// come back, so the line can hold its place exactly that long.
+#[derive(Clone, Copy, Debug)]
+struct RetryBounds {
+    enabled: bool,
+    /// The longest wait the helper's backoff draws without a server hint (jitter included).
+    longest_backoff: StdDuration,
+    /// The helper's retry budget per batch; zero retries without end.
+    max_elapsed: StdDuration,
+    /// One attempt's limit: an attempt running longer was cut off by the helper.
+    timeout: StdDuration,
+    /// Leeway for the helper's scheduling between an outcome and its next attempt.
+    slack: StdDuration,
+}
+
+/// The longest wait a server's Retry-After can impose on the helper (its own cap).
+const MAX_SERVER_HINT: StdDuration = StdDuration::from_secs(3600);
+
+impl RetryBounds {
+    fn from_settings(settings: &HelperSettings) -> Self {
+        let retry = &settings.retry;
+        // Jitter is at most ±100%, so a wait never exceeds twice the larger interval.
+        let longest_backoff = retry.initial_interval.0.max(retry.max_interval.0) * 2;
+        RetryBounds {
+            enabled: retry.enabled,
+            longest_backoff,
+            max_elapsed: retry.max_elapsed_time.0,
+            timeout: settings.timeout,
+            slack: StdDuration::from_secs(1),
+        }
+    }
+
+    /// How long one attempt may take plus the longest backoff after it: if a batch is not
+    /// tried again within this, the helper gave up on it.
+    fn attempt_window(&self) -> StdDuration {
+        self.timeout + self.longest_backoff + self.slack
+    }
+}
+
 /// The order batches are sent in: a ticket per batch (known by the hash of its requests, the
-/// same on every retry), the lowest live ticket sends.
-#[derive(Default)]
+/// same on every retry), the lowest live ticket sends. A ticket lives until its batch's final
+/// outcome: delivered, refused for good, or given up by the helper's retries (which the
+/// line works out from the same retry settings, honouring a long Retry-After).
 struct SendLine {
+    bounds: RetryBounds,
     state: Mutex<LineState>,
     changed: tokio::sync::Notify,
 }
@@ -483,36 +522,65 @@ struct SendLine {
 #[derive(Default)]
 struct LineState {
     next: u64,
-    /// Batch hash → (ticket, when last tried).
-    tickets: std::collections::HashMap<u64, (u64, Instant)>,
+    tickets: std::collections::HashMap<u64, Ticket>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ticket {
+    number: u64,
+    /// The helper starts no attempt of the batch after this (its `max_elapsed_time` from
+    /// the first attempt); None when it retries without end.
+    retries_until: Option<Instant>,
+    /// Not tried again by then: the helper dropped the batch.
+    expires: Instant,
+}
+
+impl Ticket {
+    fn live(&self, now: Instant, bounds: &RetryBounds) -> bool {
+        // The last attempt may start at `retries_until` and run for a whole timeout.
+        now < self.expires
+            && self
+                .retries_until
+                .is_none_or(|until| now < until + bounds.timeout + bounds.slack)
+    }
 }
 
 impl SendLine {
-    async fn wait_turn(&self, id: u64, window: StdDuration) {
+    fn new(bounds: RetryBounds) -> Self {
+        SendLine {
+            bounds,
+            state: Mutex::new(LineState::default()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until every batch first tried before `id` has its final outcome.
+    async fn wait_turn(&self, id: u64) {
         loop {
             let notified = self.changed.notified();
             {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                let ticket = match state.tickets.get_mut(&id) {
-                    Some(entry) => {
-                        entry.1 = now;
-                        entry.0
-                    }
-                    None => {
-                        let ticket = state.next;
-                        state.next += 1;
-                        state.tickets.insert(id, (ticket, now));
-                        ticket
-                    }
-                };
-                // A batch not tried for a whole retry window was given up by the helper.
-                state
-                    .tickets
-                    .retain(|_, (_, at)| now.duration_since(*at) < window);
-                let first = state.tickets.values().map(|(t, _)| *t).min();
-                if first.is_none_or(|t| t >= ticket) {
-                    state.tickets.entry(id).or_insert((ticket, now));
+                let window = self.bounds.attempt_window();
+                let next = state.next;
+                let ticket = state.tickets.entry(id).or_insert_with(|| Ticket {
+                    number: next,
+                    retries_until: (self.bounds.enabled && !self.bounds.max_elapsed.is_zero())
+                        .then(|| now.checked_add(self.bounds.max_elapsed))
+                        .flatten(),
+                    expires: now,
+                });
+                // An attempt is under way: the batch keeps its place for this attempt and the
+                // backoff after it, and again at every later attempt.
+                ticket.expires = now.checked_add(window).unwrap_or(ticket.expires);
+                let mine = ticket.number;
+                if mine == next {
+                    state.next += 1;
+                }
+                let bounds = self.bounds;
+                state.tickets.retain(|_, t| t.live(now, &bounds));
+                let first = state.tickets.values().map(|t| t.number).min();
+                if first.is_none_or(|n| n >= mine) {
                     return;
                 }
             }
@@ -521,24 +589,42 @@ impl SendLine {
         }
     }
 
-    fn done(&self, id: u64) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .tickets
-            .remove(&id);
-        self.changed.notify_waiters();
-    }
-
-    fn keep(&self, id: u64) {
-        if let Some(entry) = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .tickets
-            .get_mut(&id)
-        {
-            entry.1 = Instant::now();
+    /// Records the outcome of an attempt: the batch leaves the line when the outcome is
+    /// final, else keeps its place until the helper's next attempt is due.
+    fn finish(&self, id: u64, outcome: &Result<(), DeliveryError>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let retry_in = match outcome {
+            Ok(()) | Err(DeliveryError::Permanent { .. }) => None,
+            _ if !self.bounds.enabled => None,
+            Err(DeliveryError::Throttled { retry_after, .. }) => Some(Some(*retry_after)),
+            Err(DeliveryError::Retryable { retry_after, .. }) => Some(*retry_after),
+        };
+        let Some(ticket) = state.tickets.get_mut(&id) else {
+            return;
+        };
+        // When the helper's next attempt starts, if it makes one: exactly after the server's
+        // hint (capped as the helper caps it), which the helper does not wait for when it
+        // ends past the retry budget; else within the helper's longest backoff (the line
+        // cannot tell whether the jitter lands inside the budget, so it keeps the place
+        // until the budget is over at most).
+        let next_attempt = match retry_in {
+            None => None,
+            Some(Some(hint)) => now
+                .checked_add(hint.min(MAX_SERVER_HINT))
+                .filter(|at| ticket.retries_until.is_none_or(|until| *at <= until)),
+            Some(None) => now.checked_add(self.bounds.longest_backoff),
+        };
+        // The place is kept a whole attempt window past the due time: on a loaded machine
+        // the helper's timer fires late, and losing the place would reorder the batches.
+        match next_attempt.and_then(|at| at.checked_add(self.bounds.attempt_window())) {
+            Some(until) => ticket.expires = until,
+            None => {
+                // The final outcome: the batches behind may go.
+                state.tickets.remove(&id);
+                drop(state);
+                self.changed.notify_waiters();
+            }
         }
     }
 }
@@ -618,7 +704,7 @@ impl Export<Metrics> for RemoteWriteExporter {
             return Ok(());
         }
         let id = body_hash(&requests);
-        self.line.wait_turn(id, self.retry_window).await;
+        self.line.wait_turn(id).await;
         let mut outcome = Ok(());
         for chunk in requests.chunks(self.parallelism.max(1)) {
             // Requests of one batch hold different series, so they may go at once.
@@ -632,14 +718,10 @@ impl Export<Metrics> for RemoteWriteExporter {
                 break;
             }
         }
-        match &outcome {
-            Ok(()) => self.line.done(id),
-            Err(e) if e.is_permanent() => {
-                self.rejected.add(samples);
-                self.line.done(id);
-            }
-            Err(_) => self.line.keep(id),
+        if outcome.as_ref().is_err_and(DeliveryError::is_permanent) {
+            self.rejected.add(samples);
         }
+        self.line.finish(id, &outcome);
         outcome
     }
 }

@@ -213,3 +213,135 @@ fn requests_stay_under_the_size_limit() {
     }
     assert_eq!(seen, total, "no series lost or duplicated");
 }
+
+mod send_line {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sluice_pipeline::DeliveryError;
+
+    use super::super::{RetryBounds, SendLine};
+
+    /// The remote write defaults scaled down: attempts of 50 ms, backoff up to 20 ms.
+    fn bounds(max_elapsed_ms: u64) -> RetryBounds {
+        RetryBounds {
+            enabled: true,
+            longest_backoff: Duration::from_millis(20),
+            max_elapsed: Duration::from_millis(max_elapsed_ms),
+            timeout: Duration::from_millis(50),
+            slack: Duration::from_millis(50),
+        }
+    }
+
+    fn throttled(ms: u64) -> Result<(), DeliveryError> {
+        Err(DeliveryError::Throttled {
+            reason: "429".into(),
+            retry_after: Duration::from_millis(ms),
+        })
+    }
+
+    /// Waits for `id`'s turn in the background: the task ends once the batch may send.
+    fn queue(line: &Arc<SendLine>, id: u64) -> tokio::task::JoinHandle<()> {
+        let line = line.clone();
+        tokio::spawn(async move { line.wait_turn(id).await })
+    }
+
+    // On tokio's paused clock: the waits are exact, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retry_after_keeps_later_batches_waiting() {
+        let line = Arc::new(SendLine::new(bounds(10_000)));
+        line.wait_turn(1).await;
+        line.finish(1, &throttled(1500));
+        let later = queue(&line, 2);
+        // Well past the attempt's window (timeout + backoff), still inside the Retry-After.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            !later.is_finished(),
+            "a later batch must not overtake one waiting out a Retry-After"
+        );
+        line.wait_turn(1).await;
+        assert!(!later.is_finished());
+        line.finish(1, &Ok(()));
+        tokio::time::timeout(Duration::from_secs(1), later)
+            .await
+            .expect("the earlier batch delivered: the later one goes")
+            .unwrap();
+    }
+
+    // On tokio's paused clock: the waits are exact, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_ends_with_the_retry_budget() {
+        let line = Arc::new(SendLine::new(bounds(2000)));
+        line.wait_turn(1).await;
+        line.finish(1, &throttled(1000));
+        let later = queue(&line, 2);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        line.wait_turn(1).await;
+        assert!(!later.is_finished());
+        // A hint ending past the budget: the helper gives up at once, so the line lets go.
+        line.finish(1, &throttled(1500));
+        tokio::time::timeout(Duration::from_millis(500), later)
+            .await
+            .expect("a batch the helper gave up on no longer holds the line")
+            .unwrap();
+    }
+
+    // On tokio's paused clock: the waits are exact, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_never_tried_again_stops_holding_the_line() {
+        let line = Arc::new(SendLine::new(bounds(10_000)));
+        line.wait_turn(1).await;
+        line.finish(1, &throttled(300));
+        let later = queue(&line, 2);
+        // The helper was stopped (say, shut down) and never retried batch 1.
+        tokio::time::timeout(Duration::from_secs(2), later)
+            .await
+            .expect("the place is held only until the retry was due")
+            .unwrap();
+    }
+
+    // On tokio's paused clock: the waits are exact, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn without_retries_a_failure_is_final() {
+        let line = Arc::new(SendLine::new(RetryBounds {
+            enabled: false,
+            ..bounds(10_000)
+        }));
+        line.wait_turn(1).await;
+        line.finish(1, &throttled(1500));
+        tokio::time::timeout(Duration::from_millis(50), line.wait_turn(2))
+            .await
+            .expect("nothing will retry batch 1");
+    }
+}
+
+#[test]
+fn native_histograms_with_hostile_offsets_and_scales_are_refused_not_panicking() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogramDataPoint, exponential_histogram_data_point::Buckets,
+    };
+    let point = |scale: i32, offset: i32| ExponentialHistogramDataPoint {
+        scale,
+        count: 3,
+        positive: Some(Buckets {
+            offset,
+            bucket_counts: vec![1, 1, 1],
+        }),
+        ..Default::default()
+    };
+    // OTel bucket i is Prometheus bucket i+1: past i32::MAX it cannot be written.
+    let refused = convert::native_histogram(&point(0, i32::MAX));
+    assert!(refused.is_err_and(|why| why.contains("offset")));
+    // A scale far above 8 merges everything into one or two buckets.
+    let merged = convert::native_histogram(&point(i32::MAX, i32::MAX - 1)).unwrap();
+    assert_eq!(merged.schema, 8);
+    let total: i64 = merged
+        .positive_deltas
+        .iter()
+        .scan(0i64, |count, delta| {
+            *count += delta;
+            Some(*count)
+        })
+        .sum();
+    assert_eq!(total, 3);
+}

@@ -451,7 +451,8 @@ fn subtract_buckets(last: &(i32, Vec<u64>), current: &(i32, Vec<u64>)) -> Option
         if *c == 0 {
             continue;
         }
-        let index = last.0 + i as i32 - current.0;
+        // Offsets come from the network: in i64 their difference cannot overflow.
+        let index = i64::from(last.0) + i64::try_from(i).ok()? - i64::from(current.0);
         let slot = out.get_mut(usize::try_from(index).ok()?)?;
         *slot = slot.checked_sub(*c)?;
     }

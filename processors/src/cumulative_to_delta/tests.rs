@@ -156,3 +156,54 @@ fn a_stream_unseen_for_max_staleness_is_forgotten() {
     t.process(&mut again);
     assert_eq!(points(&again), vec![(15.0, 1, 200, 1)]);
 }
+
+fn exponential(
+    offset: i32,
+    counts: Vec<u64>,
+    t: u64,
+    temporality: AggregationTemporality,
+) -> Vec<ResourceMetrics> {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, exponential_histogram_data_point,
+    };
+    vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "e".into(),
+                data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        start_time_unix_nano: 1,
+                        time_unix_nano: t,
+                        count: counts.iter().sum(),
+                        scale: 0,
+                        positive: Some(exponential_histogram_data_point::Buckets {
+                            offset,
+                            bucket_counts: counts,
+                        }),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: temporality as i32,
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]
+}
+
+#[test]
+fn exponential_offsets_at_the_ends_of_i32_do_not_overflow() {
+    let mut tracker = Tracker::new(settings(InitialValue::Auto));
+    let cumulative = AggregationTemporality::Cumulative;
+    tracker.process(&mut exponential(i32::MAX, vec![1, 1], 10, cumulative));
+    // The last point's buckets sit 2^32 buckets below: a reset, not a panic.
+    let mut next = exponential(i32::MIN, vec![2, 2], 20, cumulative);
+    tracker.process(&mut next);
+    let Some(metric::Data::ExponentialHistogram(h)) = &next[0].scope_metrics[0].metrics[0].data
+    else {
+        panic!()
+    };
+    assert_eq!(h.data_points.len(), 1);
+    assert_eq!(h.data_points[0].count, 4, "a reset sends the whole point");
+}

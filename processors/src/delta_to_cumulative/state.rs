@@ -10,6 +10,9 @@ use opentelemetry_proto::tonic::metrics::v1::{
     number_data_point,
 };
 
+/// One side of an exponential histogram: the index of its first bucket and the counts.
+type Buckets = (i32, Vec<u64>);
+
 #[derive(Clone, Debug)]
 enum Total {
     Number(f64),
@@ -26,8 +29,8 @@ enum Total {
         sum: Option<f64>,
         zero: u64,
         scale: i32,
-        positive: (i32, Vec<u64>),
-        negative: (i32, Vec<u64>),
+        positive: Buckets,
+        negative: Buckets,
         min: Option<f64>,
         max: Option<f64>,
     },
@@ -386,9 +389,14 @@ fn sum(total: &Total, delta: &Total) -> Option<Total> {
                 max: n1,
             },
         ) if x0 == x1 && b0.len() == b1.len() => Some(Total::Histogram {
-            count: c0 + c1,
+            // Counts come from the network: a sum past u64 must not panic.
+            count: c0.saturating_add(*c1),
             sum: opt_add(*s0, *s1),
-            buckets: b0.iter().zip(b1).map(|(a, b)| a + b).collect(),
+            buckets: b0
+                .iter()
+                .zip(b1)
+                .map(|(a, b)| a.saturating_add(*b))
+                .collect(),
             bounds: x0.clone(),
             min: min_of(*m0, *m1),
             max: max_of(*n0, *n1),
@@ -415,14 +423,22 @@ fn sum(total: &Total, delta: &Total) -> Option<Total> {
                 max: x1,
             },
         ) => {
-            // Both are brought to the coarser scale, then added bucket by bucket.
-            let scale = (*k0).min(*k1);
-            let positive = merge(&downscale(p0, k0 - scale), &downscale(p1, k1 - scale));
-            let negative = merge(&downscale(n0, k0 - scale), &downscale(n1, k1 - scale));
+            let (scale, positive, negative) = add_exponential(
+                Exponential {
+                    scale: *k0,
+                    positive: p0,
+                    negative: n0,
+                },
+                Exponential {
+                    scale: *k1,
+                    positive: p1,
+                    negative: n1,
+                },
+            );
             Some(Total::Exponential {
-                count: c0 + c1,
+                count: c0.saturating_add(*c1),
                 sum: opt_add(*s0, *s1),
-                zero: z0 + z1,
+                zero: z0.saturating_add(*z1),
                 scale,
                 positive,
                 negative,
@@ -434,39 +450,107 @@ fn sum(total: &Total, delta: &Total) -> Option<Total> {
     }
 }
 
-/// Buckets at a scale `by` steps coarser: 2^by neighbours merge into one.
-fn downscale(buckets: &(i32, Vec<u64>), by: i32) -> (i32, Vec<u64>) {
-    if by == 0 || buckets.1.is_empty() {
-        return buckets.clone();
-    }
-    let first = buckets.0 >> by;
-    let last = (buckets.0 + buckets.1.len() as i32 - 1) >> by;
-    let mut out = vec![0u64; (last - first + 1) as usize];
-    for (i, c) in buckets.1.iter().enumerate() {
-        out[(((buckets.0 + i as i32) >> by) - first) as usize] += c;
-    }
-    (first, out)
+/// Buckets a merged exponential histogram may span at most, as upstream's
+/// deltatocumulative: past it the histogram is downscaled until it fits. Without a bound two
+/// points with far-apart offsets (up to 2^32 buckets apart) would need a vector that large.
+pub const MAX_BUCKETS: i64 = 160;
+
+/// The scale and buckets of one exponential histogram point.
+struct Exponential<'a> {
+    scale: i32,
+    positive: &'a Buckets,
+    negative: &'a Buckets,
 }
 
-fn merge(a: &(i32, Vec<u64>), b: &(i32, Vec<u64>)) -> (i32, Vec<u64>) {
-    if a.1.is_empty() {
-        return b.clone();
+/// Adds two exponential histograms: both are brought to the coarser scale, then further down
+/// until each side of the sum spans at most [`MAX_BUCKETS`], then added bucket by bucket.
+fn add_exponential(a: Exponential<'_>, b: Exponential<'_>) -> (i32, Buckets, Buckets) {
+    let scale = a.scale.min(b.scale);
+    // Scales come from the network: their difference may not fit an i32.
+    let by_a = i64::from(a.scale) - i64::from(scale);
+    let by_b = i64::from(b.scale) - i64::from(scale);
+    let pa = downscale(a.positive, by_a);
+    let pb = downscale(b.positive, by_b);
+    let na = downscale(a.negative, by_a);
+    let nb = downscale(b.negative, by_b);
+    let extra = fitting_downscale(&pa, &pb).max(fitting_downscale(&na, &nb));
+    let scale = i32::try_from(i64::from(scale) - extra).unwrap_or(i32::MIN);
+    let positive = merge(&downscale(&pa, extra), &downscale(&pb, extra));
+    let negative = merge(&downscale(&na, extra), &downscale(&nb, extra));
+    (scale, positive, negative)
+}
+
+/// Index of the first and last bucket, in i64: `offset + len` may overflow an i32.
+fn bounds(buckets: &Buckets) -> Option<(i64, i64)> {
+    let len = i64::try_from(buckets.1.len()).ok()?;
+    (len > 0).then(|| (i64::from(buckets.0), i64::from(buckets.0) + len - 1))
+}
+
+/// How many scale steps down make the buckets of `a` and `b` together span at most
+/// [`MAX_BUCKETS`]. Each step halves the span, so 63 steps always suffice.
+fn fitting_downscale(a: &Buckets, b: &Buckets) -> i64 {
+    let sides: Vec<(i64, i64)> = [bounds(a), bounds(b)].into_iter().flatten().collect();
+    let Some(first) = sides.iter().map(|s| s.0).min() else {
+        return 0;
+    };
+    let Some(last) = sides.iter().map(|s| s.1).max() else {
+        return 0;
+    };
+    (0..63)
+        .find(|by| (last >> by) - (first >> by) < MAX_BUCKETS)
+        .unwrap_or(63)
+}
+
+/// Buckets at a scale `by` steps coarser: 2^by neighbours merge into one.
+fn downscale(buckets: &Buckets, by: i64) -> Buckets {
+    let Some((first, last)) = bounds(buckets) else {
+        return buckets.clone();
+    };
+    if by <= 0 {
+        return buckets.clone();
     }
-    if b.1.is_empty() {
-        return a.clone();
-    }
-    let first = a.0.min(b.0);
-    let last = (a.0 + a.1.len() as i32).max(b.0 + b.1.len() as i32);
-    let mut out = vec![0u64; (last - first) as usize];
-    for side in [a, b] {
-        for (i, c) in side.1.iter().enumerate() {
-            out[(side.0 - first) as usize + i] += c;
+    // Shifting an i64 by 63 already maps every index to 0 or -1.
+    let by = by.min(63);
+    let (first, last) = (first >> by, last >> by);
+    // Shifting right never grows an index's magnitude, so these fit where they came from.
+    let len = usize::try_from(last - first + 1).unwrap_or(0);
+    let mut out = vec![0u64; len];
+    for (i, c) in buckets.1.iter().enumerate() {
+        let index = (i64::from(buckets.0) + i as i64) >> by;
+        if let Some(slot) = usize::try_from(index - first)
+            .ok()
+            .and_then(|at| out.get_mut(at))
+        {
+            *slot = slot.saturating_add(*c);
         }
     }
-    (first, out)
+    (i32::try_from(first).unwrap_or(buckets.0), out)
+}
+
+/// Two sets of buckets of the same scale added up; callers keep their span small.
+fn merge(a: &Buckets, b: &Buckets) -> Buckets {
+    let (Some((a_first, a_last)), Some((b_first, b_last))) = (bounds(a), bounds(b)) else {
+        return if a.1.is_empty() { b.clone() } else { a.clone() };
+    };
+    let first = a_first.min(b_first);
+    let last = a_last.max(b_last);
+    let len = usize::try_from(last - first + 1).unwrap_or(0);
+    let mut out = vec![0u64; len];
+    for side in [a, b] {
+        for (i, c) in side.1.iter().enumerate() {
+            let at = usize::try_from(i64::from(side.0) - first)
+                .ok()
+                .and_then(|start| start.checked_add(i));
+            if let Some(slot) = at.and_then(|at| out.get_mut(at)) {
+                *slot = slot.saturating_add(*c);
+            }
+        }
+    }
+    // `first` is one of the two offsets.
+    (i32::try_from(first).unwrap_or(a.0.min(b.0)), out)
 }
 
 #[cfg(test)]
-pub fn downscale_for_tests(buckets: &(i32, Vec<u64>), by: i32) -> (i32, Vec<u64>) {
-    downscale(buckets, by)
+pub fn downscale_for_tests(buckets: &Buckets, by: i32) -> Buckets {
+    downscale(buckets, i64::from(by))
 }

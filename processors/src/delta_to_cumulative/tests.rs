@@ -128,3 +128,91 @@ fn exponential_buckets_merge_to_the_coarser_scale() {
         (-2, vec![1, 2])
     );
 }
+
+fn exponential_delta(scale: i32, offset: i32, counts: Vec<u64>, t: u64) -> Vec<ResourceMetrics> {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, exponential_histogram_data_point,
+    };
+    vec![ResourceMetrics {
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "e".into(),
+                data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        start_time_unix_nano: t - 1,
+                        time_unix_nano: t,
+                        count: counts.iter().sum(),
+                        scale,
+                        positive: Some(exponential_histogram_data_point::Buckets {
+                            offset,
+                            bucket_counts: counts,
+                        }),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: AggregationTemporality::Delta as i32,
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]
+}
+
+fn exponential_point(
+    r: &[ResourceMetrics],
+) -> opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint {
+    let Some(metric::Data::ExponentialHistogram(h)) = &r[0].scope_metrics[0].metrics[0].data else {
+        panic!()
+    };
+    h.data_points[0].clone()
+}
+
+#[test]
+fn far_apart_exponential_buckets_are_downscaled_not_allocated() {
+    let mut acc = Accumulator::new(Duration::from_secs(300), usize::MAX);
+    acc.process(&mut exponential_delta(0, i32::MIN, vec![1], 10));
+    // 2^32 buckets apart: adding them at scale 0 would need a 32 GiB vector.
+    let mut b = exponential_delta(0, i32::MAX, vec![2], 20);
+    acc.process(&mut b);
+    let p = exponential_point(&b);
+    let positive = p.positive.unwrap();
+    assert!(
+        positive.bucket_counts.len() as i64 <= super::state::MAX_BUCKETS,
+        "{} buckets",
+        positive.bucket_counts.len()
+    );
+    assert_eq!(
+        positive.bucket_counts.iter().sum::<u64>(),
+        3,
+        "no count lost"
+    );
+    assert_eq!(p.count, 3);
+    assert!(p.scale < 0, "downscaled to fit: scale {}", p.scale);
+}
+
+#[test]
+fn hostile_scales_do_not_overflow() {
+    let mut acc = Accumulator::new(Duration::from_secs(300), usize::MAX);
+    acc.process(&mut exponential_delta(i32::MAX, 5, vec![1, 1], 10));
+    let mut b = exponential_delta(i32::MIN, -5, vec![1], 20);
+    acc.process(&mut b);
+    let p = exponential_point(&b);
+    assert_eq!(p.count, 3);
+    assert_eq!(p.positive.unwrap().bucket_counts.iter().sum::<u64>(), 3);
+}
+
+#[test]
+fn nearby_exponential_buckets_keep_their_scale() {
+    let mut acc = Accumulator::new(Duration::from_secs(300), usize::MAX);
+    acc.process(&mut exponential_delta(3, 10, vec![1, 2], 10));
+    let mut b = exponential_delta(3, 11, vec![4, 8], 20);
+    acc.process(&mut b);
+    let p = exponential_point(&b);
+    assert_eq!(p.scale, 3);
+    let positive = p.positive.unwrap();
+    assert_eq!(
+        (positive.offset, positive.bucket_counts),
+        (10, vec![1, 6, 8])
+    );
+}

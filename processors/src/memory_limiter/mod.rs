@@ -23,12 +23,12 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use sluice_config::{ComponentConfig, ConfigErrors, Diagnostic, SignalKind};
 use sluice_pipeline::admission::MemoryGate;
+use sluice_pipeline::config_keys::{NoEffect, decode_section};
 use sluice_pipeline::telemetry::{Counter, Gauge};
 use sluice_pipeline::{
     AnyConsumer, Batch, BuildContext, BuiltStage, Consumer, DeliveryError, DynConsumer,
     FactoryInfo, Lifecycle, ProcessorFactory, Signal, SignalConsumer, StartError, WrapConsumer,
 };
-use sluice_pipeline::config_keys::{NoEffect, decode_section};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 

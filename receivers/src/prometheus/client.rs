@@ -8,7 +8,9 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::config::{Authorization, BasicAuth, HeaderValues, ScrapeConfig, TlsConfig};
+use super::config::{
+    Authorization, BasicAuth, HeaderValues, HttpSdConfig, ScrapeConfig, TlsConfig,
+};
 
 /// How a request is authenticated.
 #[derive(Clone, Debug)]
@@ -132,29 +134,64 @@ pub fn authorize(headers: &mut HeaderMap, auth: &Auth) -> Result<(), String> {
     Ok(())
 }
 
-pub fn build_client(sc: &ScrapeConfig) -> Result<reqwest::Client, String> {
-    let tls = tls_config(&sc.tls_config)?;
+/// The HTTP client settings Prometheus' `HTTPClientConfig` shares between a scrape config and
+/// each `http_sd_configs` entry: each of them gets a client of its own from these.
+pub struct ClientOptions<'a> {
+    pub tls: &'a TlsConfig,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+    pub proxy_url: &'a Option<String>,
+    pub no_proxy: &'a Option<String>,
+    pub proxy_from_environment: bool,
+}
+
+impl<'a> ClientOptions<'a> {
+    pub fn of_scrape(sc: &'a ScrapeConfig) -> Self {
+        ClientOptions {
+            tls: &sc.tls_config,
+            follow_redirects: sc.follow_redirects,
+            enable_http2: sc.enable_http2,
+            proxy_url: &sc.proxy_url,
+            no_proxy: &sc.no_proxy,
+            proxy_from_environment: sc.proxy_from_environment,
+        }
+    }
+
+    pub fn of_http_sd(sd: &'a HttpSdConfig) -> Self {
+        ClientOptions {
+            tls: &sd.tls_config,
+            follow_redirects: sd.follow_redirects,
+            enable_http2: sd.enable_http2,
+            proxy_url: &sd.proxy_url,
+            no_proxy: &sd.no_proxy,
+            proxy_from_environment: sd.proxy_from_environment,
+        }
+    }
+}
+
+pub fn build_client(options: &ClientOptions<'_>) -> Result<reqwest::Client, String> {
+    let tls = tls_config(options.tls)?;
     let mut builder = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .redirect(if sc.follow_redirects.unwrap_or(true) {
+        .redirect(if options.follow_redirects.unwrap_or(true) {
             reqwest::redirect::Policy::limited(10)
         } else {
             reqwest::redirect::Policy::none()
         })
         .pool_max_idle_per_host(2);
-    if !sc.enable_http2.unwrap_or(true) {
+    if !options.enable_http2.unwrap_or(true) {
         builder = builder.http1_only();
     }
-    match &sc.proxy_url {
+    match options.proxy_url {
         Some(url) => {
             let mut proxy =
                 reqwest::Proxy::all(url).map_err(|e| format!("proxy_url `{url}`: {e}"))?;
-            if let Some(no_proxy) = &sc.no_proxy {
+            if let Some(no_proxy) = options.no_proxy {
                 proxy = proxy.no_proxy(reqwest::NoProxy::from_string(no_proxy));
             }
             builder = builder.proxy(proxy);
         }
-        None if !sc.proxy_from_environment => builder = builder.no_proxy(),
+        None if !options.proxy_from_environment => builder = builder.no_proxy(),
         None => {}
     }
     builder

@@ -194,10 +194,23 @@ pub struct HttpSdConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub authorization: Option<Authorization>,
+    /// TLS towards the discovery URL, independent of the scrape config's `tls_config`.
     #[serde(default)]
     pub tls_config: TlsConfig,
     #[serde(default)]
     pub http_headers: Option<BTreeMap<String, HeaderValues>>,
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    #[serde(default)]
+    pub proxy_from_environment: bool,
+    /// Follow redirects (default true).
+    #[serde(default)]
+    pub follow_redirects: Option<bool>,
+    /// Allow HTTP/2 (default true).
+    #[serde(default)]
+    pub enable_http2: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -757,17 +770,25 @@ pub fn check_scrape_config(sc: &ScrapeConfig, global: &Global, fail: &mut dyn Fn
             format!("unknown scrape protocol `{p}`"),
         );
     }
-    for (key, v) in [
-        ("min_version", &sc.tls_config.min_version),
-        ("max_version", &sc.tls_config.max_version),
-    ] {
-        if let Some(v) = v
-            && !matches!(v.as_str(), "TLS10" | "TLS11" | "TLS12" | "TLS13")
-        {
-            fail(
-                &format!("tls_config.{key}"),
-                format!("unknown TLS version `{v}`; use TLS12 or TLS13"),
-            );
+    let tls_configs = std::iter::once(("tls_config".to_string(), &sc.tls_config)).chain(
+        sc.http_sd_configs
+            .iter()
+            .enumerate()
+            .map(|(i, sd)| (format!("http_sd_configs[{i}].tls_config"), &sd.tls_config)),
+    );
+    for (at, tls) in tls_configs {
+        for (key, v) in [
+            ("min_version", &tls.min_version),
+            ("max_version", &tls.max_version),
+        ] {
+            if let Some(v) = v
+                && !matches!(v.as_str(), "TLS10" | "TLS11" | "TLS12" | "TLS13")
+            {
+                fail(
+                    &format!("{at}.{key}"),
+                    format!("unknown TLS version `{v}`; use TLS12 or TLS13"),
+                );
+            }
         }
     }
 }

@@ -146,7 +146,8 @@ struct JobSpec {
     interval: Duration,
     timeout: Duration,
     target_limit: u64,
-    sd_client: reqwest::Client,
+    /// One per `http_sd_configs` entry, in order.
+    sd_clients: Vec<reqwest::Client>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -170,7 +171,18 @@ fn build_job(
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
-    let client = client::build_client(sc)?;
+    let client = client::build_client(&client::ClientOptions::of_scrape(sc))?;
+    // Each discovery URL is reached with its own entry's settings (TLS, proxy, redirects),
+    // as in Prometheus: a job's scrape TLS says nothing about the discovery server.
+    let sd_clients = sc
+        .http_sd_configs
+        .iter()
+        .enumerate()
+        .map(|(i, sd)| {
+            client::build_client(&client::ClientOptions::of_http_sd(sd))
+                .map_err(|e| format!("http_sd_configs[{i}]: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let auth = client::Auth::from_config(
         &sc.basic_auth,
         &sc.authorization,
@@ -247,7 +259,7 @@ fn build_job(
         interval,
         timeout,
         target_limit: pick(sc.target_limit, global.target_limit),
-        sd_client: client,
+        sd_clients,
     })
 }
 
@@ -268,7 +280,7 @@ impl Lifecycle for PrometheusReceiver {
                 interval: spec.interval,
                 timeout: spec.timeout,
                 target_limit: spec.target_limit,
-                sd_client: spec.sd_client.clone(),
+                sd_clients: spec.sd_clients.clone(),
             })));
         }
         Ok(())
@@ -292,15 +304,56 @@ struct JobRunner {
     interval: Duration,
     timeout: Duration,
     target_limit: u64,
-    sd_client: reqwest::Client,
+    sd_clients: Vec<reqwest::Client>,
 }
 
-/// Aborts a target's scrape loop when its handle is dropped.
-struct TargetTask(JoinHandle<()>);
+/// A target's scrape loop, aborted when dropped.
+struct TargetTask {
+    handle: JoinHandle<()>,
+    /// Started failing on purpose (`target_limit` was exceeded): it never scrapes, so it
+    /// must be replaced by a real one once the job is back under the limit.
+    forced: bool,
+}
 
 impl Drop for TargetTask {
     fn drop(&mut self) {
-        self.0.abort();
+        self.handle.abort();
+    }
+}
+
+/// Brings the running target tasks in line with the discovered `targets`: gone targets stop,
+/// new ones start. Over `target_limit` every target runs a task that only reports the failure
+/// (Prometheus fails the whole job); back under it those are replaced by scraping ones.
+fn reconcile(
+    running: &mut HashMap<Target, TargetTask>,
+    targets: &[Target],
+    target_limit: u64,
+    spawn: &mut dyn FnMut(&Target, Option<String>) -> JoinHandle<()>,
+) {
+    let over = target_limit > 0 && targets.len() as u64 > target_limit;
+    let forced = over.then(|| {
+        format!(
+            "target_limit exceeded ({} targets, limit {target_limit})",
+            targets.len()
+        )
+    });
+    if over {
+        // The failure message names the count, which changed: restart them all with it.
+        running.clear();
+    } else {
+        running.retain(|t, task| !task.forced && targets.contains(t));
+    }
+    for target in targets {
+        if !running.contains_key(target) {
+            let handle = spawn(target, forced.clone());
+            running.insert(
+                target.clone(),
+                TargetTask {
+                    handle,
+                    forced: over,
+                },
+            );
+        }
     }
 }
 
@@ -369,7 +422,10 @@ async fn manage_job(runner: JobRunner) {
                 .unwrap_or(Duration::from_secs(60));
             if http_polled_at[i].is_none_or(|at| at.elapsed() >= refresh) {
                 http_polled_at[i] = Some(std::time::Instant::now());
-                match discovery::fetch_http_groups(&runner.sd_client, hsd, &http_auth[i]).await {
+                let Some(sd_client) = runner.sd_clients.get(i) else {
+                    continue;
+                };
+                match discovery::fetch_http_groups(sd_client, hsd, &http_auth[i]).await {
                     Ok(groups) => http_groups[i] = groups,
                     Err(e) => {
                         tracing::warn!(job = %sc.job_name, error = %e, "http_sd_configs: cannot fetch targets; keeping the last ones")
@@ -386,28 +442,14 @@ async fn manage_job(runner: JobRunner) {
             for p in problems {
                 tracing::warn!(job = %sc.job_name, problem = %p, "target skipped");
             }
-            let forced = (runner.target_limit > 0 && targets.len() as u64 > runner.target_limit)
-                .then(|| {
-                    format!(
-                        "target_limit exceeded ({} targets, limit {})",
-                        targets.len(),
-                        runner.target_limit
-                    )
-                });
-            if forced.is_some() {
-                running.clear();
-            }
-            running.retain(|t, _| targets.contains(t));
-            for target in &targets {
-                if !running.contains_key(target) {
-                    let task = tokio::spawn(scrape::run(
-                        runner.job.clone(),
-                        target.clone(),
-                        forced.clone(),
-                    ));
-                    running.insert(target.clone(), TargetTask(task));
-                }
-            }
+            reconcile(
+                &mut running,
+                &targets,
+                runner.target_limit,
+                &mut |target, forced| {
+                    tokio::spawn(scrape::run(runner.job.clone(), target.clone(), forced))
+                },
+            );
             previous_targets = Some(targets);
         }
         if sc.file_sd_configs.is_empty() && sc.http_sd_configs.is_empty() {

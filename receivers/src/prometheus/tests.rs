@@ -275,3 +275,207 @@ fn trim_metric_suffixes_removes_units_and_total() {
         "cpu"
     );
 }
+
+#[test]
+fn stale_markers_carry_the_trimmed_name_of_their_series() {
+    let trimmed = Settings {
+        trim_metric_suffixes: true,
+        ..settings()
+    };
+    let run = |state: &mut TargetState, body: &str, time_ns: u64| {
+        let e = text::parse(body, Format::Text).unwrap();
+        let none = |_: usize| Vec::new();
+        translate::translate(
+            state,
+            &trimmed,
+            &target(),
+            "http",
+            Scrape {
+                samples: e.samples,
+                metadata: &e.metadata,
+                time_ns,
+            },
+            &none,
+        )
+        .0
+    };
+    let mut state = TargetState::default();
+    let first = run(
+        &mut state,
+        "# TYPE sent_bytes_total counter\nsent_bytes_total 5\n",
+        1_000_000_000,
+    );
+    assert!(metrics(&first).contains_key("sent"), "the series is `sent`");
+    let gone = run(&mut state, "", 2_000_000_000);
+    let names: Vec<String> = metrics(&gone).into_keys().collect();
+    assert_eq!(
+        names,
+        ["sent"],
+        "the marker must name the series it ends, not the exposed name"
+    );
+}
+
+fn test_target(name: &str) -> super::discovery::Target {
+    super::discovery::Target {
+        labels: vec![("instance".into(), name.into())],
+        url: format!("http://{name}/metrics"),
+        scheme: "http".into(),
+        interval: std::time::Duration::from_secs(1),
+        timeout: std::time::Duration::from_secs(1),
+    }
+}
+
+#[tokio::test]
+async fn targets_scrape_again_once_the_job_is_back_under_target_limit() {
+    use std::cell::RefCell;
+    let started: RefCell<Vec<(String, Option<String>)>> = RefCell::new(Vec::new());
+    let mut spawn = |t: &super::discovery::Target, forced: Option<String>| {
+        started.borrow_mut().push((t.url.clone(), forced));
+        tokio::spawn(async {})
+    };
+    let (a, b) = (test_target("a:1"), test_target("b:1"));
+    let mut running = HashMap::new();
+    super::reconcile(&mut running, &[a.clone(), b.clone()], 1, &mut spawn);
+    assert!(
+        started.borrow().iter().all(|(_, f)| f.is_some()),
+        "over the limit every target fails"
+    );
+    started.borrow_mut().clear();
+    super::reconcile(&mut running, std::slice::from_ref(&a), 1, &mut spawn);
+    assert_eq!(
+        *started.borrow(),
+        vec![(a.url.clone(), None)],
+        "back under the limit the target is restarted to scrape"
+    );
+    assert_eq!(running.len(), 1);
+    assert!(running.values().all(|t| !t.forced));
+    started.borrow_mut().clear();
+    // Unchanged healthy targets keep their task (and its staleness state).
+    super::reconcile(&mut running, std::slice::from_ref(&a), 1, &mut spawn);
+    assert!(started.borrow().is_empty());
+}
+
+mod http_sd {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use sluice_config::{ComponentConfig, ComponentId, ComponentKind, Pos, parse_yaml};
+    use sluice_pipeline::{
+        Batch, BuildContext, Consumer, DynConsumer, Metrics, ReceiverFactory, ReceiverOutputs,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::super::PrometheusReceiverFactory;
+
+    fn component(yaml: &str) -> ComponentConfig {
+        ComponentConfig {
+            kind: ComponentKind::Receiver,
+            id: ComponentId::new("prometheus"),
+            pos: Pos::new("test.yaml", 1, 1),
+            path: "receivers.prometheus".into(),
+            node: parse_yaml("test.yaml", yaml).unwrap(),
+        }
+    }
+
+    #[derive(Default)]
+    struct Sink(Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Consumer<Metrics> for Sink {
+        async fn consume(&self, batch: Batch<Metrics>) {
+            let mut names = self.0.lock().unwrap();
+            for rm in batch.resources() {
+                for sm in &rm.scope_metrics {
+                    names.extend(sm.metrics.iter().map(|m| m.name.clone()));
+                }
+            }
+        }
+    }
+
+    /// One local server answering as an HTTP proxy would for the discovery URL (with the
+    /// targets: itself) and as a target for `/metrics`.
+    async fn proxy_and_target() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&request).to_string();
+                    let body = if head.starts_with("GET http://sd.invalid/") {
+                        format!("[{{\"targets\": [\"127.0.0.1:{port}\"]}}]")
+                    } else {
+                        "# TYPE from_target gauge\nfrom_target 1\n".to_string()
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn discovery_uses_its_own_client_settings() {
+        let port = proxy_and_target().await;
+        let yaml = format!(
+            "config:\n  scrape_configs:\n    - job_name: j\n      scrape_interval: 200ms\n      scrape_timeout: 200ms\n      http_sd_configs:\n        - url: http://sd.invalid/targets\n          proxy_url: http://127.0.0.1:{port}\n"
+        );
+        let sink = Arc::new(Sink::default());
+        let consumer: DynConsumer<Metrics> = sink.clone();
+        let receiver = PrometheusReceiverFactory
+            .build(
+                &component(&yaml),
+                ReceiverOutputs {
+                    metrics: Some(consumer),
+                    ..Default::default()
+                },
+                &BuildContext::default(),
+            )
+            .unwrap();
+        receiver.start().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !sink.0.lock().unwrap().iter().any(|n| n == "from_target") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the target found through the discovery proxy was never scraped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        receiver
+            .shutdown(tokio::time::Instant::now() + Duration::from_secs(1))
+            .await;
+    }
+
+    #[test]
+    fn a_discovery_tls_config_that_cannot_load_is_a_config_error() {
+        let yaml = "config:\n  scrape_configs:\n    - job_name: j\n      http_sd_configs:\n        - url: https://sd.example/targets\n          tls_config:\n            ca_file: /nonexistent/sluice/ca.pem\n";
+        let consumer: DynConsumer<Metrics> = Arc::new(Sink::default());
+        let Err(errors) = PrometheusReceiverFactory.build(
+            &component(yaml),
+            ReceiverOutputs {
+                metrics: Some(consumer),
+                ..Default::default()
+            },
+            &BuildContext::default(),
+        ) else {
+            panic!("the discovery's own CA file must be read");
+        };
+        let text = format!("{errors:?}");
+        assert!(
+            text.contains("http_sd_configs[0]") && text.contains("ca_file"),
+            "{text}"
+        );
+    }
+}

@@ -40,6 +40,9 @@ struct SeriesKey {
 /// Enough of a series to write its stale marker.
 #[derive(Clone)]
 struct StaleSeries {
+    /// The metric name the series was sent under (after `trim_metric_suffixes`), so that
+    /// the marker lands on the same series downstream.
+    name: String,
     kind: MetricType,
     scope: (String, String),
     unit: String,
@@ -543,6 +546,7 @@ impl Family {
             seen.insert(
                 key.clone(),
                 StaleSeries {
+                    name: name.clone(),
                     kind: self.kind,
                     scope: self.scope.clone(),
                     unit: self.unit.clone(),
@@ -788,7 +792,7 @@ fn stale_metric(key: &SeriesKey, series: &StaleSeries, time_ns: u64) -> Metric {
         }
     };
     Metric {
-        name: key.family.clone(),
+        name: series.name.clone(),
         description: series.help.clone(),
         unit: series.unit.clone(),
         data: Some(data),
