@@ -17,7 +17,7 @@ if [ ! -x /bin/busybox ]; then
   apt-get install -y -qq busybox-static || { apt-get update -qq && apt-get install -y -qq busybox-static; }
 fi
 
-# The Prometheus end-to-end tests (tests/prometheus.rs) start Debian's Prometheus (with its
+# The Prometheus end-to-end tests (tests/e2e/prometheus.rs) start Debian's Prometheus (with its
 # remote write receiver) and node exporter themselves, on free ports with temporary data.
 if ! command -v prometheus >/dev/null || ! command -v prometheus-node-exporter >/dev/null; then
   echo "== installing: prometheus prometheus-node-exporter"
@@ -25,20 +25,20 @@ if ! command -v prometheus >/dev/null || ! command -v prometheus-node-exporter >
     || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter; }
 fi
 
-# The CORS test (tests/browser_cors.rs) loads web pages in Debian's headless Chromium.
+# The CORS test (tests/e2e/browser_cors.rs) loads web pages in Debian's headless Chromium.
 if ! command -v chromium >/dev/null; then
   echo "== installing: chromium"
   apt-get install -y -qq --no-install-recommends chromium \
     || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 fi
 
-# The Kafka end-to-end tests (tests/kafka.rs) start their own tansu brokers on free ports.
+# The Kafka end-to-end tests (tests/e2e/kafka.rs) start their own tansu brokers on free ports.
 if ! command -v tansu >/dev/null; then
   echo "== installing: tansu"
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
 
-# Real SDK clients (tests/answer_without_waiting.rs): an application instrumented with the
+# Real SDK clients (tests/e2e/answer_without_waiting.rs): an application instrumented with the
 # OpenTelemetry Python SDK, from PyPI.
 if ! python3 -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http" 2>/dev/null; then
   echo "== installing: the OpenTelemetry Python SDK"
