@@ -1,5 +1,8 @@
 //! The `sluice` command line.
 
+// The workspace's rule for the binary too (its tests in tests/ and benches may unwrap).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod allocator;
 #[cfg(feature = "lambda")]
 mod lambda_extension;

@@ -16,6 +16,7 @@ pub mod service;
 pub mod signal;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 
 pub use ack::{Ack, AckWaiter, DeliveryError, Outcome};
 pub use batch::Batch;

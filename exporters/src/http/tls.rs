@@ -1,16 +1,16 @@
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedProtocolVersion};
 use serde::Deserialize;
 use sluice_config::Duration as ConfigDuration;
+use sluice_pipeline::tls::{self, PemSource, Reloading, pem_certificates, read};
 
 /// `tls:` of a client, with the OTel Collector's keys (configtls.ClientConfig).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -62,108 +62,14 @@ pub struct TpmSettings {
     pub auth: Option<String>,
 }
 
-/// The TLS 1.2 suites sluice's TLS library has, by their Go names (Go spells the ChaCha
-/// suites both ways).
-fn tls12_suite(name: &str) -> Option<rustls::CipherSuite> {
-    use rustls::CipherSuite as C;
-    Some(match name {
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
-        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
-            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-        }
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
-            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-        }
-        _ => return None,
-    })
-}
-
-fn version_rank(key: &str, text: &str) -> Result<u8, String> {
-    match text {
-        "1.0" | "1.1" | "1.2" => Ok(2),
-        "1.3" => Ok(3),
-        other => Err(format!(
-            "{key} `{other}` is not a TLS version; use 1.0, 1.1, 1.2 or 1.3"
-        )),
-    }
-}
-
 impl TlsSettings {
     /// The provider with the suites and groups these settings allow.
     fn provider(&self) -> Result<Arc<CryptoProvider>, String> {
-        let mut provider = rustls::crypto::ring::default_provider();
-        if !self.cipher_suites.is_empty() {
-            let mut wanted = Vec::new();
-            for name in &self.cipher_suites {
-                match tls12_suite(name) {
-                    Some(s) => wanted.push(s),
-                    None if name.starts_with("TLS_AES_") || name.starts_with("TLS_CHACHA20_") => {}
-                    None => {
-                        return Err(format!(
-                            "cipher_suites: `{name}` is not available; sluice's TLS has only \
-                             AEAD suites (ECDHE with AES-GCM or ChaCha20-Poly1305)"
-                        ));
-                    }
-                }
-            }
-            provider
-                .cipher_suites
-                .retain(|s| s.version() == &rustls::version::TLS13 || wanted.contains(&s.suite()));
-        }
-        if !self.curve_preferences.is_empty() {
-            let all = provider.kx_groups.clone();
-            let mut groups = Vec::new();
-            for name in &self.curve_preferences {
-                let group = match name.as_str() {
-                    "X25519" => rustls::NamedGroup::X25519,
-                    "P256" | "CurveP256" => rustls::NamedGroup::secp256r1,
-                    "P384" | "CurveP384" => rustls::NamedGroup::secp384r1,
-                    other => {
-                        return Err(format!(
-                            "curve_preferences: `{other}` is not available; use X25519, P256 or \
-                             P384"
-                        ));
-                    }
-                };
-                if let Some(g) = all.iter().find(|g| g.name() == group) {
-                    groups.push(*g);
-                }
-            }
-            provider.kx_groups = groups;
-        }
-        Ok(Arc::new(provider))
+        tls::crypto_provider(&self.cipher_suites, &self.curve_preferences)
     }
 
     fn versions(&self) -> Result<Vec<&'static SupportedProtocolVersion>, String> {
-        let min = self
-            .min_version
-            .as_deref()
-            .map_or(Ok(2), |v| version_rank("min_version", v))?;
-        let max = self
-            .max_version
-            .as_deref()
-            .map_or(Ok(3), |v| version_rank("max_version", v))?;
-        if matches!(self.max_version.as_deref(), Some("1.0" | "1.1")) {
-            return Err(
-                "max_version below 1.2 cannot be honoured: sluice speaks TLS 1.2 and 1.3 only"
-                    .into(),
-            );
-        }
-        if min > max {
-            return Err("min_version is above max_version".into());
-        }
-        let mut out = Vec::new();
-        if min <= 3 && max >= 3 {
-            out.push(&rustls::version::TLS13);
-        }
-        if min <= 2 {
-            out.push(&rustls::version::TLS12);
-        }
-        Ok(out)
+        tls::protocol_versions(self.min_version.as_deref(), self.max_version.as_deref())
     }
 
     /// Whether a client certificate is configured.
@@ -239,23 +145,19 @@ impl TlsSettings {
     }
 
     fn certified_key(&self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
-        let chain: Vec<CertificateDer<'static>> = match (&self.cert_file, &self.cert_pem) {
-            (Some(path), _) => pem_certificates(&read(path, "cert_file")?, "cert_file", path)?,
-            (None, Some(pem)) => pem_certificates(pem.as_bytes(), "cert_pem", Path::new(""))?,
-            (None, None) => return Err("no client certificate".into()),
-        };
-        let key = match (&self.key_file, &self.key_pem) {
-            (Some(path), _) => PrivateKeyDer::from_pem_slice(&read(path, "key_file")?)
-                .map_err(|e| format!("key_file {}: {e}", path.display()))?,
-            (None, Some(pem)) => PrivateKeyDer::from_pem_slice(pem.as_bytes())
-                .map_err(|e| format!("key_pem: {e}"))?,
-            (None, None) => return Err("no client key".into()),
-        };
-        let signing = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| format!("client key: {e}"))?;
-        Ok(Arc::new(CertifiedKey::new(chain, signing)))
+        tls::certified_key(
+            PemSource {
+                file: self.cert_file.as_deref(),
+                pem: self.cert_pem.as_deref(),
+                name: "cert",
+            },
+            PemSource {
+                file: self.key_file.as_deref(),
+                pem: self.key_pem.as_deref(),
+                name: "key",
+            },
+            provider,
+        )
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
@@ -280,75 +182,6 @@ impl TlsSettings {
             }
         }
         Ok(roots)
-    }
-}
-
-fn read(path: &Path, key: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{key} {}: {e}", path.display()))
-}
-
-fn pem_certificates(
-    pem: &[u8],
-    key: &str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    let named = if path.as_os_str().is_empty() {
-        key.to_string()
-    } else {
-        format!("{key} {}", path.display())
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{named}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{named} holds no certificate"));
-    }
-    Ok(certs)
-}
-
-/// A value loaded from files, loaded again once `every` has passed since the last load. A
-/// failed reload keeps the last good value (and says so in the log), as the Collector does.
-struct Reloading<T> {
-    every: Option<Duration>,
-    load: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
-    current: Mutex<(Instant, T)>,
-}
-
-impl<T: Clone> Reloading<T> {
-    fn new(
-        every: Option<Duration>,
-        load: impl Fn() -> Result<T, String> + Send + Sync + 'static,
-    ) -> Result<Self, String> {
-        let first = load()?;
-        Ok(Reloading {
-            every,
-            load: Box::new(load),
-            current: Mutex::new((Instant::now(), first)),
-        })
-    }
-
-    fn get(&self) -> T {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(every) = self.every
-            && current.0.elapsed() >= every
-        {
-            current.0 = Instant::now();
-            match (self.load)() {
-                Ok(v) => current.1 = v,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reload TLS files; keeping the last ones")
-                }
-            }
-        }
-        current.1.clone()
-    }
-}
-
-impl<T> std::fmt::Debug for Reloading<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reloading")
-            .field("every", &self.every)
-            .finish()
     }
 }
 

@@ -81,11 +81,8 @@ fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) {
             }
             7 => {
                 // A nested message chain deeper than decoders allow.
-                let depth = rng.usize(1..200);
-                let mut chain = Vec::new();
-                for _ in 0..depth {
-                    chain.push(0x0a);
-                }
+                // Each 0x0a opens field 1 (length-delimited) of the message before it.
+                let chain = vec![0x0a; rng.usize(1..200)];
                 bytes.splice(at..at, chain);
             }
             _ => {

@@ -48,6 +48,14 @@ const NO_EFFECT: &[NoEffect] = &[
         "min_gc_interval_when_hard_limited",
         "paces Go's garbage collector; sluice has none (memory is freed when data is delivered)",
     ),
+    NoEffect::new(
+        "max_gc_interval_when_soft_limited",
+        "paces Go's garbage collector; sluice has none (memory is freed when data is delivered)",
+    ),
+    NoEffect::new(
+        "max_gc_interval_when_hard_limited",
+        "paces Go's garbage collector; sluice has none (memory is freed when data is delivered)",
+    ),
 ];
 
 pub struct MemoryLimiterProcessorFactory;

@@ -37,7 +37,7 @@ pub struct GrpcConfig {
     pub endpoint: String,
     /// confignet's transport: `tcp` (default), `tcp4` or `tcp6`; the family follows from
     /// the address `endpoint` resolves to.
-    pub transport: GrpcTransport,
+    pub transport: ServerTransport,
     /// Largest message accepted, in MiB, both as declared in its gRPC prefix (checked before it
     /// is read) and after decompression (default 4, as in the collector). A larger one is
     /// refused with RESOURCE_EXHAUSTED without RetryInfo, so clients do not retry it.
@@ -63,11 +63,11 @@ pub struct GrpcConfig {
     pub include_metadata: bool,
 }
 
-/// The network a gRPC server listens on. Unix sockets, which the collector also offers
+/// The network a server listens on. Unix sockets, which the collector also offers
 /// there, are refused with this list rather than quietly served over TCP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum GrpcTransport {
+pub enum ServerTransport {
     #[default]
     Tcp,
     Tcp4,
@@ -107,7 +107,7 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
             endpoint: "localhost:4317".into(),
-            transport: GrpcTransport::Tcp,
+            transport: ServerTransport::Tcp,
             max_recv_msg_size_mib: 4,
             tls: None,
             max_concurrent_streams: 100,
@@ -174,6 +174,8 @@ pub struct KeepaliveEnforcementPolicy {
 pub struct HttpConfig {
     /// Listen address (default `localhost:4318`).
     pub endpoint: String,
+    /// confignet's transport, as for gRPC (default `tcp`).
+    pub transport: ServerTransport,
     /// Cross-origin requests from web pages (browser SDKs); off unless `allowed_origins`
     /// names at least one origin.
     pub cors: Option<CorsConfig>,
@@ -222,6 +224,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             endpoint: "localhost:4318".into(),
+            transport: ServerTransport::Tcp,
             cors: None,
             response_headers: BTreeMap::new(),
             compression_algorithms: None,

@@ -32,8 +32,24 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// configgrpc's Go buffer sizes: hyper sizes its buffers itself.
+/// Keys of the collector's OTLP receiver that mean nothing for sluice's.
 const NO_EFFECT: &[NoEffect] = &[
+    NoEffect::new(
+        "protocols.*.tls.ca_file",
+        "a server's own trust roots are never used (client certificates are checked against client_ca_file)",
+    ),
+    NoEffect::new(
+        "protocols.*.tls.ca_pem",
+        "a server's own trust roots are never used (client certificates are checked against client_ca_file)",
+    ),
+    NoEffect::new(
+        "protocols.*.tls.include_system_ca_certs_pool",
+        "a server's own trust roots are never used (client certificates are checked against client_ca_file)",
+    ),
+    NoEffect::new(
+        "protocols.*.dialer",
+        "a client's dialing settings; a server does not dial",
+    ),
     NoEffect::new(
         "protocols.grpc.read_buffer_size",
         "a Go gRPC server buffer size; sluice's HTTP/2 server sizes its buffers itself",

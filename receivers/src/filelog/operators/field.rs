@@ -156,7 +156,9 @@ impl Field {
             }
             return;
         }
-        let (last, path) = self.keys.split_last().expect("keys are not empty here");
+        let Some((last, path)) = self.keys.split_last() else {
+            return;
+        };
         let mut map = self.root_map(entry);
         for key in path {
             let slot = map

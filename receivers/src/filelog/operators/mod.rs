@@ -577,23 +577,20 @@ fn build_one(node: &Node, path: &str) -> Result<BuiltOperator, Vec<Diagnostic>> 
         condition,
         on_error,
     };
-    let operator = build(&own, path, &mut common);
-    let operator = match operator {
-        Ok(op) => Some(op),
+    let operator = match build(&own, path, &mut common) {
+        Ok(op) if errors.is_empty() => op,
+        Ok(_) => return Err(errors),
         Err(mut e) => {
             errors.append(&mut e);
-            None
+            return Err(errors);
         }
     };
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     let ports = if router {
         flow::router_ports(&own)
     } else {
         Vec::new()
     };
-    Ok((common, operator.expect("no errors means built"), ports))
+    Ok((common, operator, ports))
 }
 
 /// Default period after which held partial entries are given back (recombine's default).

@@ -190,8 +190,10 @@ impl Recombiner {
     }
 
     fn combine(&self, mut entries: Vec<Entry>) -> Entry {
-        if entries.len() == 1 {
-            return entries.pop().expect("one entry");
+        if entries.len() == 1
+            && let Some(only) = entries.pop()
+        {
+            return only;
         }
         let s = &self.settings;
         let mut joined = String::new();

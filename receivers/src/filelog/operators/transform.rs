@@ -63,9 +63,13 @@ impl Transform for Add {
 pub fn add(node: &Node, path: &str) -> Result<Box<dyn Transform>, Vec<Diagnostic>> {
     let config: AddConfig = decode(node, path)?;
     let _ = config.value;
-    let value_node = node
-        .get("value")
-        .expect("`value` is required and was decoded");
+    let Some(value_node) = node.get("value") else {
+        return Err(vec![Diagnostic::new(
+            Some(node.pos.clone()),
+            format!("{path}.value"),
+            "`value` is required",
+        )]);
+    };
     let value = match node_value(value_node) {
         Value::Str(s) if s.contains("EXPR(") => AddValue::Expr(
             ExprString::compile(&s)
