@@ -2,6 +2,7 @@
 
 use regex::Regex;
 use sha2::{Digest, Sha256};
+use sluice_pipeline::metadata::ClientMetadata;
 use sluice_pipeline::proto::common::v1::{AnyValue, KeyValue, any_value};
 
 use super::value::{ConvertedType, convert, hash_input, string_value};
@@ -12,6 +13,9 @@ pub enum Source {
     Value(AnyValue),
     /// Another attribute of the same item (of the same resource, for `resource`).
     Attribute(String),
+    /// A value the receiver kept of the request (`include_metadata`): a header or gRPC
+    /// metadata key, lower-cased; several values are joined with `;`, as upstream.
+    Context(String),
 }
 
 /// One action, checked and with its regexes compiled.
@@ -40,25 +44,62 @@ pub enum Action {
     Convert { key: String, to: ConvertedType },
 }
 
-/// Runs `actions` in order on `attrs`; true when anything changed.
-pub fn apply_all(actions: &[Action], attrs: &mut Vec<KeyValue>) -> bool {
+/// Runs `actions` in order on `attrs`, with `context` the request's metadata (when the
+/// receiver kept it); true when anything changed.
+pub fn apply_all(
+    actions: &[Action],
+    attrs: &mut Vec<KeyValue>,
+    context: Option<&ClientMetadata>,
+) -> bool {
     let mut changed = false;
     for action in actions {
-        changed |= apply(action, attrs);
+        changed |= apply(action, attrs, context);
     }
     changed
+}
+
+/// Whether any action reads the request's metadata.
+pub fn reads_context(actions: &[Action]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Insert {
+                source: Source::Context(_),
+                ..
+            } | Action::Update {
+                source: Source::Context(_),
+                ..
+            } | Action::Upsert {
+                source: Source::Context(_),
+                ..
+            }
+        )
+    })
 }
 
 fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
     attrs.iter().find(|kv| kv.key == key)
 }
 
-fn resolve(source: &Source, attrs: &[KeyValue]) -> Option<AnyValue> {
+fn resolve(
+    source: &Source,
+    attrs: &[KeyValue],
+    context: Option<&ClientMetadata>,
+) -> Option<AnyValue> {
     match source {
         Source::Value(v) => Some(v.clone()),
         // A missing source attribute means there is nothing to copy: the action does nothing
         // rather than writing an empty value.
         Source::Attribute(from) => get(attrs, from).map(|kv| kv.value.clone().unwrap_or_default()),
+        Source::Context(key) => {
+            let values = context?.get(key)?;
+            if values.is_empty() {
+                return None;
+            }
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(values.join(";"))),
+            })
+        }
     }
 }
 
@@ -87,13 +128,13 @@ fn selects(kv: &KeyValue, key: &Option<String>, pattern: &Option<Regex>) -> bool
     key.as_deref() == Some(kv.key.as_str()) || pattern.as_ref().is_some_and(|p| p.is_match(&kv.key))
 }
 
-fn apply(action: &Action, attrs: &mut Vec<KeyValue>) -> bool {
+fn apply(action: &Action, attrs: &mut Vec<KeyValue>, context: Option<&ClientMetadata>) -> bool {
     match action {
         Action::Insert { key, source } => {
             if get(attrs, key).is_some() {
                 return false;
             }
-            let Some(value) = resolve(source, attrs) else {
+            let Some(value) = resolve(source, attrs, context) else {
                 return false;
             };
             attrs.push(KeyValue {
@@ -107,12 +148,12 @@ fn apply(action: &Action, attrs: &mut Vec<KeyValue>) -> bool {
             if get(attrs, key).is_none() {
                 return false;
             }
-            match resolve(source, attrs) {
+            match resolve(source, attrs, context) {
                 Some(value) => set_existing(attrs, key, &value),
                 None => false,
             }
         }
-        Action::Upsert { key, source } => match resolve(source, attrs) {
+        Action::Upsert { key, source } => match resolve(source, attrs, context) {
             Some(value) => {
                 upsert(attrs, key, value);
                 true

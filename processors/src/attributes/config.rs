@@ -332,10 +332,30 @@ impl AttributesSettings {
     }
 }
 
-const FROM_CONTEXT_UNSUPPORTED: &str = "`from_context` is not supported yet: sluice does not \
-     carry request metadata (client headers with `metadata.`, authenticator attributes with \
-     `auth.`, `client.address`) through batches to the processors; use `value` or \
-     `from_attribute`";
+/// The metadata key `from_context` names: `metadata.<key>` (or, as upstream still
+/// accepts, a bare key) is a request header / gRPC metadata key the receiver kept with
+/// `include_metadata`.
+fn context_key(text: &str) -> Result<String, String> {
+    if text.starts_with("auth.") {
+        return Err(
+            "`auth.` values come from server authenticators, which sluice does not have yet; \
+             use `metadata.<header>`"
+                .into(),
+        );
+    }
+    if text == "client.address" {
+        return Err(
+            "`client.address` is not carried with the data in sluice; use `metadata.<header>` \
+             (e.g. `metadata.x-forwarded-for`)"
+                .into(),
+        );
+    }
+    let key = text.strip_prefix("metadata.").unwrap_or(text);
+    if key.is_empty() {
+        return Err("name a metadata key: `metadata.<header>`".into());
+    }
+    Ok(key.to_ascii_lowercase())
+}
 
 /// A step in a key path.
 #[derive(Clone, Copy)]
@@ -493,9 +513,16 @@ fn compile_actions(list: &[ActionConfig], list_key: &str, errors: &mut Errors<'_
             }
         };
 
-        if a.from_context.is_some() {
-            errors.push(&at("from_context"), FROM_CONTEXT_UNSUPPORTED);
-        }
+        let context_key = a
+            .from_context
+            .as_deref()
+            .and_then(|k| match context_key(k) {
+                Ok(key) => Some(key),
+                Err(why) => {
+                    errors.push(&at("from_context"), why);
+                    None
+                }
+            });
         if a.key.as_deref() == Some("") {
             errors.push(&at("key"), "key must not be empty");
         }
@@ -522,27 +549,41 @@ fn compile_actions(list: &[ActionConfig], list_key: &str, errors: &mut Errors<'_
                 need_key(errors, "to set");
                 unused(errors, "pattern", a.pattern.is_some());
                 unused(errors, "converted_type", a.converted_type.is_some());
-                let source = match (&a.value, &a.from_attribute) {
-                    (Some(v), None) => Some(Source::Value(v.0.clone())),
-                    (None, Some(f)) => Some(Source::Attribute(f.clone())),
-                    (Some(_), Some(_)) => {
+                let given = [
+                    a.value.is_some(),
+                    a.from_attribute.is_some(),
+                    a.from_context.is_some(),
+                ]
+                .iter()
+                .filter(|g| **g)
+                .count();
+                let source = match (&a.value, &a.from_attribute, &context_key) {
+                    _ if given > 1 => {
+                        // At the second source written.
+                        let second = if a.from_context.is_some() {
+                            "from_context"
+                        } else {
+                            "from_attribute"
+                        };
                         errors.push(
-                            &at("from_attribute"),
-                            "give either `value` or `from_attribute`, not both",
+                            &at(second),
+                            "give one of `value`, `from_attribute` and `from_context`, not several",
                         );
                         None
                     }
-                    (None, None) => {
-                        // `from_context` was already reported; a second error would mislead.
-                        if a.from_context.is_none() {
-                            errors.push(
-                                &item,
-                                format!(
-                                    "the `{name}` action needs `value` or `from_attribute`: \
-                                     where the new value comes from"
-                                ),
-                            );
-                        }
+                    (Some(v), _, _) => Some(Source::Value(v.0.clone())),
+                    (_, Some(f), _) => Some(Source::Attribute(f.clone())),
+                    (_, _, Some(k)) => Some(Source::Context(k.clone())),
+                    // A `from_context` that was refused above: a second error would mislead.
+                    _ if a.from_context.is_some() => None,
+                    _ => {
+                        errors.push(
+                            &item,
+                            format!(
+                                "the `{name}` action needs `value`, `from_attribute` or \
+                                 `from_context`: where the new value comes from"
+                            ),
+                        );
                         None
                     }
                 };
@@ -558,6 +599,7 @@ fn compile_actions(list: &[ActionConfig], list_key: &str, errors: &mut Errors<'_
             ActionKind::Delete | ActionKind::Hash => {
                 unused(errors, "value", a.value.is_some());
                 unused(errors, "from_attribute", a.from_attribute.is_some());
+                unused(errors, "from_context", a.from_context.is_some());
                 unused(errors, "converted_type", a.converted_type.is_some());
                 if a.key.is_none() && a.pattern.is_none() {
                     errors.push(
@@ -579,6 +621,7 @@ fn compile_actions(list: &[ActionConfig], list_key: &str, errors: &mut Errors<'_
                 need_key(errors, "whose value the pattern is matched against");
                 unused(errors, "value", a.value.is_some());
                 unused(errors, "from_attribute", a.from_attribute.is_some());
+                unused(errors, "from_context", a.from_context.is_some());
                 unused(errors, "converted_type", a.converted_type.is_some());
                 if a.pattern.is_none() {
                     errors.push(
@@ -606,6 +649,7 @@ fn compile_actions(list: &[ActionConfig], list_key: &str, errors: &mut Errors<'_
                 need_key(errors, "to convert");
                 unused(errors, "value", a.value.is_some());
                 unused(errors, "from_attribute", a.from_attribute.is_some());
+                unused(errors, "from_context", a.from_context.is_some());
                 unused(errors, "pattern", a.pattern.is_some());
                 if a.converted_type.is_none() {
                     errors.push(

@@ -112,7 +112,7 @@ fn value_and_from_attribute_together() {
     one(
         attr_errors("actions: [{key: a, action: upsert, value: 1, from_attribute: b}]"),
         &format!("{A}.actions[0].from_attribute"),
-        "not both",
+        "not several",
     );
 }
 
@@ -122,7 +122,7 @@ fn setting_actions_need_a_source() {
         one(
             attr_errors(&format!("actions: [{{key: a, action: {action}}}]")),
             &format!("{A}.actions[0]"),
-            "needs `value` or `from_attribute`",
+            "needs `value`, `from_attribute` or `from_context`",
         );
     }
 }
@@ -137,11 +137,26 @@ fn empty_from_attribute() {
 }
 
 #[test]
-fn from_context_is_rejected_with_the_reason() {
+fn from_context_sources_sluice_cannot_fill_are_refused_with_the_reason() {
     one(
         attr_errors("actions: [{key: a, action: insert, from_context: client.address}]"),
         &format!("{A}.actions[0].from_context"),
-        "`from_context` is not supported yet",
+        "`client.address` is not carried",
+    );
+    one(
+        attr_errors("actions: [{key: a, action: insert, from_context: auth.subject}]"),
+        &format!("{A}.actions[0].from_context"),
+        "server authenticators",
+    );
+    one(
+        attr_errors("actions: [{key: a, action: insert, value: x, from_context: metadata.t}]"),
+        &format!("{A}.actions[0].from_context"),
+        "give one of `value`, `from_attribute` and `from_context`",
+    );
+    one(
+        attr_errors("actions: [{key: a, action: delete, from_context: metadata.t}]"),
+        &format!("{A}.actions[0].from_context"),
+        "",
     );
 }
 
@@ -622,7 +637,7 @@ fn resource_errors_use_the_list_key_that_was_written() {
     one(
         res_errors("attributes: [{key: a, action: insert}]"),
         &format!("{R}.attributes[0]"),
-        "needs `value` or `from_attribute`",
+        "needs `value`, `from_attribute` or `from_context`",
     );
     one(
         res_errors("actions: [{key: a, action: extract, pattern: '(a)'}]"),
@@ -644,11 +659,11 @@ fn resource_takes_no_match_blocks() {
 }
 
 #[test]
-fn resource_rejects_from_context_too() {
+fn resource_refuses_auth_context_too() {
     one(
         res_errors("attributes: [{key: a, action: upsert, from_context: auth.subject}]"),
         &format!("{R}.attributes[0].from_context"),
-        "not supported yet",
+        "server authenticators",
     );
 }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice_config::{ComponentConfig, ConfigErrors, SignalKind};
+use sluice_pipeline::metadata::ClientMetadata;
 use sluice_pipeline::proto::common::v1::KeyValue;
 use sluice_pipeline::proto::resource::v1::Resource;
 use sluice_pipeline::{
@@ -24,7 +25,7 @@ use sluice_pipeline::{
     Metrics, ProcessorFactory, Signal, SignalConsumer, Traces, WrapConsumer,
 };
 
-use actions::{Action, apply_all};
+use actions::{Action, apply_all, reads_context};
 use items::AttributeItems;
 use matching::Selector;
 
@@ -91,12 +92,12 @@ pub struct AttributesProcessor<S: Signal> {
 
 impl<S: AttributeItems> AttributesProcessor<S> {
     /// Applies the actions to every selected item; true when anything changed.
-    fn process(&self, resources: &mut [S::Resource]) -> bool {
+    fn process(&self, resources: &mut [S::Resource], context: Option<&ClientMetadata>) -> bool {
         let Shared { actions, selector } = &*self.shared;
         let mut changed = false;
         S::for_each_item(resources, &mut |ctx, attrs| {
             if selector.selects(ctx, attrs) {
-                changed |= apply_all(actions, attrs);
+                changed |= apply_all(actions, attrs, context);
             }
         });
         changed
@@ -106,7 +107,11 @@ impl<S: AttributeItems> AttributesProcessor<S> {
 #[async_trait]
 impl<S: AttributeItems> Consumer<S> for AttributesProcessor<S> {
     async fn consume(&self, mut batch: Batch<S>) {
-        if self.process(batch.resources_mut()) {
+        // Copied out only when an action reads it: the resources are borrowed mutably below.
+        let context = reads_context(&self.shared.actions)
+            .then(|| batch.metadata().cloned())
+            .flatten();
+        if self.process(batch.resources_mut(), context.as_ref()) {
             // Sizes changed (a hash is longer than most values): queues measure bytes.
             batch.recount();
         }
@@ -169,17 +174,19 @@ pub struct ResourceProcessor<S: Signal> {
 }
 
 impl<S: Signal> ResourceProcessor<S> {
-    fn process(&self, resources: &mut [S::Resource]) -> bool {
+    fn process(&self, resources: &mut [S::Resource], context: Option<&ClientMetadata>) -> bool {
         let mut changed = false;
         for r in resources {
             let slot = S::resource_mut(r);
             match slot {
-                Some(resource) => changed |= apply_all(&self.actions, &mut resource.attributes),
+                Some(resource) => {
+                    changed |= apply_all(&self.actions, &mut resource.attributes, context)
+                }
                 None => {
                     // Data sent without a resource still gets inserted attributes; the
                     // resource is only created when an action added something.
                     let mut attributes: Vec<KeyValue> = Vec::new();
-                    if apply_all(&self.actions, &mut attributes) {
+                    if apply_all(&self.actions, &mut attributes, context) {
                         *slot = Some(Resource {
                             attributes,
                             ..Default::default()
@@ -196,7 +203,10 @@ impl<S: Signal> ResourceProcessor<S> {
 #[async_trait]
 impl<S: Signal> Consumer<S> for ResourceProcessor<S> {
     async fn consume(&self, mut batch: Batch<S>) {
-        if self.process(batch.resources_mut()) {
+        let context = reads_context(&self.actions)
+            .then(|| batch.metadata().cloned())
+            .flatten();
+        if self.process(batch.resources_mut(), context.as_ref()) {
             batch.recount();
         }
         self.next.consume(batch).await;

@@ -1041,3 +1041,38 @@ async fn libraries_match_scope_name_and_optional_version() {
     let f = "include: {match_type: strict, libraries: [{name: ''}]}";
     assert_eq!(logs_tagged(f, input).await, [true, true, true]);
 }
+
+/// `from_context` reads what the receiver kept of the request (`include_metadata`): a header
+/// by `metadata.<name>` or its bare name, several values joined with `;`; nothing is written
+/// when the request did not carry it.
+#[tokio::test]
+async fn from_context_copies_request_metadata() {
+    let yaml = "actions:\n  - {key: tenant, action: upsert, from_context: metadata.X-Tenant}\n  - {key: route, action: insert, from_context: x-route}\n  - {key: missing, action: insert, from_context: metadata.absent}\n";
+    let (consumer, capture) = build::<Traces>(&AttributesProcessorFactory, yaml).unwrap();
+    let mut metadata = sluice_pipeline::metadata::ClientMetadata::default();
+    metadata.add("x-tenant", "acme");
+    metadata.add("X-Route", "a");
+    metadata.add("x-route", "b");
+    let (ack, waiter) = Ack::new();
+    consumer
+        .consume(
+            Batch::from_resources(vec![spans("svc", &[("op", vec![])])])
+                .with_ack(ack)
+                .with_metadata(Arc::new(metadata)),
+        )
+        .await;
+    assert_eq!(waiter.await, Ok(()));
+    let got = capture.got.lock().unwrap();
+    let attrs = &got[0].0[0].scope_spans[0].spans[0].attributes;
+    assert_eq!(attrs, &vec![kv("tenant", s("acme")), kv("route", s("a;b"))]);
+
+    // A request without metadata: the actions write nothing.
+    drop(got);
+    let (ack, waiter) = Ack::new();
+    consumer
+        .consume(Batch::from_resources(vec![spans("svc", &[("op", vec![])])]).with_ack(ack))
+        .await;
+    assert_eq!(waiter.await, Ok(()));
+    let got = capture.got.lock().unwrap();
+    assert!(got[1].0[0].scope_spans[0].spans[0].attributes.is_empty());
+}
