@@ -1062,12 +1062,13 @@ async fn from_context_copies_request_metadata() {
         )
         .await;
     assert_eq!(waiter.await, Ok(()));
-    let got = capture.got.lock().unwrap();
-    let attrs = &got[0].0[0].scope_spans[0].spans[0].attributes;
-    assert_eq!(attrs, &vec![kv("tenant", s("acme")), kv("route", s("a;b"))]);
+    {
+        let got = capture.got.lock().unwrap();
+        let attrs = &got[0].0[0].scope_spans[0].spans[0].attributes;
+        assert_eq!(attrs, &vec![kv("tenant", s("acme")), kv("route", s("a;b"))]);
+    }
 
     // A request without metadata: the actions write nothing.
-    drop(got);
     let (ack, waiter) = Ack::new();
     consumer
         .consume(Batch::from_resources(vec![spans("svc", &[("op", vec![])])]).with_ack(ack))
