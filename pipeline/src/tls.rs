@@ -155,9 +155,15 @@ impl PemSource<'_> {
         match (self.file, self.pem) {
             (Some(path), _) => {
                 let key = format!("{}_file", self.name);
-                Ok(Some((read(path, &key)?, format!("{key} {}", path.display()))))
+                Ok(Some((
+                    read(path, &key)?,
+                    format!("{key} {}", path.display()),
+                )))
             }
-            (None, Some(pem)) => Ok(Some((pem.as_bytes().to_vec(), format!("{}_pem", self.name)))),
+            (None, Some(pem)) => Ok(Some((
+                pem.as_bytes().to_vec(),
+                format!("{}_pem", self.name),
+            ))),
             (None, None) => Ok(None),
         }
     }

@@ -16,8 +16,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-use sluice_pipeline::tls::{self, PemSource, Reloading};
 use serde::Deserialize;
+use sluice_pipeline::tls::{self, PemSource, Reloading};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -421,8 +421,7 @@ pub fn incoming(
 mod tests {
     use super::*;
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair,
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -499,7 +498,10 @@ mod tests {
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let result = async {
-            let mut c = connector.connect(name, a).await.map_err(|e| e.to_string())?;
+            let mut c = connector
+                .connect(name, a)
+                .await
+                .map_err(|e| e.to_string())?;
             c.write_all(b"x").await.map_err(|e| e.to_string())?;
             c.flush().await.map_err(|e| e.to_string())?;
             let mut byte = [0u8; 1];
@@ -564,7 +566,9 @@ mod tests {
         let config = settings(&yaml).server_config(&[]).unwrap();
         let all = [&rustls::version::TLS13, &rustls::version::TLS12];
         assert_eq!(
-            handshake(config.clone(), &ca.pem, None, &all).await.unwrap(),
+            handshake(config.clone(), &ca.pem, None, &all)
+                .await
+                .unwrap(),
             der(&first)
         );
         std::fs::write(&cert_path, &second).unwrap();
@@ -628,15 +632,18 @@ mod tests {
     fn problems_name_the_key() {
         let err = |yaml: &str| settings(yaml).server_config(&[]).unwrap_err();
         assert!(err("key_file: /k\n").contains("cert_file or cert_pem"));
-        assert!(err("cert_file: /c\ncert_pem: x\nkey_file: /k\n").contains("cert_file and cert_pem"));
         assert!(
-            err("cert_pem: x\nkey_pem: y\ntpm:\n  enabled: true\n").contains("TPM")
+            err("cert_file: /c\ncert_pem: x\nkey_file: /k\n").contains("cert_file and cert_pem")
         );
+        assert!(err("cert_pem: x\nkey_pem: y\ntpm:\n  enabled: true\n").contains("TPM"));
         assert!(err("cert_pem: x\nkey_pem: y\nmin_version: \"1.4\"\n").contains("min_version"));
         assert!(
             err("cert_pem: x\nkey_pem: y\nclient_ca_file_reload: true\n")
                 .contains("client_ca_file_reload needs client_ca_file")
         );
-        assert!(err("cert_file: /nonexistent/c.pem\nkey_pem: y\n").contains("cert_file /nonexistent/c.pem"));
+        assert!(
+            err("cert_file: /nonexistent/c.pem\nkey_pem: y\n")
+                .contains("cert_file /nonexistent/c.pem")
+        );
     }
 }

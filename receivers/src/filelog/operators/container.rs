@@ -258,11 +258,20 @@ pub(super) fn build(
     };
     // The patterns, layouts and expression below are sluice's own constants, compiled by the
     // operator's tests: a failure here is a bug in sluice, not in a config.
-    #[allow(clippy::expect_used, reason = "built-in patterns, compiled by the tests")]
+    #[allow(
+        clippy::expect_used,
+        reason = "built-in patterns, compiled by the tests"
+    )]
     let compile = |pattern: &str| Regex::new(pattern).expect("the built-in patterns compile");
-    #[allow(clippy::expect_used, reason = "built-in layouts, compiled by the tests")]
+    #[allow(
+        clippy::expect_used,
+        reason = "built-in layouts, compiled by the tests"
+    )]
     let layout = |l: &str| Layout::compile("gotime", l).expect("the built-in layouts compile");
-    #[allow(clippy::expect_used, reason = "a built-in expression, compiled by the tests")]
+    #[allow(
+        clippy::expect_used,
+        reason = "a built-in expression, compiled by the tests"
+    )]
     let settings = Settings {
         combine_field: Field::body(),
         combine_with: String::new(),
