@@ -2102,3 +2102,68 @@ fn tls_in_its_current_and_its_older_place_reaches_a_broker_behind_tls() {
     );
     assert!(!bodies(&gateway).contains(&"untrusted".to_string()));
 }
+
+/// What a client sent as headers (kept with the OTLP receiver's `include_metadata`) chooses
+/// the topic (`topic_from_metadata_key`) and is copied to record headers
+/// (`include_metadata_keys`): requests of two tenants land on two topics, each record
+/// carrying its tenant.
+#[test]
+fn request_metadata_picks_the_topic_and_becomes_record_headers() {
+    let broker = Broker::start();
+    for topic in ["fallback", "acme", "globex"] {
+        broker.create_topic(topic, 1);
+    }
+    let agent = Collector::start(
+        &agent_config(
+            &broker.brokers(),
+            "    logs: {topic: fallback, topic_from_metadata_key: x-tenant}\n    include_metadata_keys: [x-tenant]\n",
+        )
+        .replace(
+            "        endpoint: \"@HTTP@\"\n",
+            "        endpoint: \"@HTTP@\"\n        include_metadata: true\n",
+        ),
+        &[],
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for tenant in ["acme", "globex"] {
+        let response = reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{}/v1/logs", agent.http))
+            .header("content-type", "application/x-protobuf")
+            .header("x-tenant", tenant)
+            .body(one_log("svc", &format!("from {tenant}")).encode_to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // One gateway per tenant topic: each sees its tenant's record only (a record on the
+    // configured topic `fallback` would reach neither).
+    for tenant in ["acme", "globex"] {
+        let gateway = Collector::start(
+            &gateway_with(
+                &broker.brokers(),
+                &format!(
+                    "    group_id: {tenant}\n    logs: {{topics: [{tenant}]}}\n    header_extraction:\n      extract_headers: true\n      headers: [x-tenant]\n"
+                ),
+            ),
+            &[],
+        );
+        wait_until(
+            "the tenant's record never reached its gateway",
+            Duration::from_secs(60),
+            || !bodies(&gateway).is_empty(),
+            || format!("agent:\n{}\ngateway:\n{}", agent.logs(), gateway.logs()),
+        );
+        let text = std::fs::read_to_string(gateway.path("out.jsonl")).unwrap();
+        let resources = decode_json::<Logs>(text.lines().next().unwrap().as_bytes()).unwrap();
+        let attributes = &resources[0].resource.as_ref().unwrap().attributes;
+        let header = attributes
+            .iter()
+            .find(|kv| kv.key == "kafka.header.x-tenant")
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            });
+        assert_eq!(header.as_deref(), Some(tenant), "{text}");
+        assert_eq!(bodies(&gateway), vec![format!("from {tenant}")], "{text}");
+    }
+}

@@ -20,9 +20,6 @@ pub const NO_EFFECT: &[NoEffect] = &[NoEffect::new(
     "librdkafka sizes its produce requests from producer.max_message_bytes; franz-go's separate cap on one request has no counterpart",
 )];
 
-/// Why the keys that read client metadata are refused.
-const NO_CLIENT_METADATA: &str = "sluice does not carry client metadata (the request headers a receiver saw) through its pipelines yet, so it cannot be read here; remove the key, or set what it would give with a resource attribute and `topic_from_attribute`";
-
 /// The exporter's own keys.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +27,8 @@ pub struct KafkaExporterConfig {
     /// A resource attribute whose value, when present, is the topic for that resource's data.
     #[serde(default)]
     pub topic_from_attribute: Option<String>,
-    /// Client metadata keys copied to record headers: refused, see [`NO_CLIENT_METADATA`].
+    /// Client metadata keys (the request headers a receiver kept with `include_metadata`)
+    /// whose values become record headers.
     #[serde(default)]
     pub include_metadata_keys: Vec<String>,
     /// Headers set on every record.
@@ -279,6 +277,11 @@ impl Compression {
 pub struct Target {
     pub topic: String,
     pub encoding: Encoding,
+    /// Client metadata key whose first value, when the request carried it, is the topic
+    /// (before `topic_from_attribute` and `topic`, as upstream).
+    pub topic_from_metadata_key: Option<String>,
+    /// Client metadata key whose first value, when present, is every message's key.
+    pub message_key_from_metadata_key: Option<String>,
 }
 
 /// Everything the exporter runs with, checked.
@@ -349,12 +352,6 @@ impl KafkaExporterConfig {
         for signal in [SignalKind::Traces, SignalKind::Metrics, SignalKind::Logs] {
             let section = shared.section(signal);
             let name = signal.as_str();
-            if section.topic_from_metadata_key.is_some() {
-                return Err(Problem::new(
-                    format!("{name}.topic_from_metadata_key"),
-                    NO_CLIENT_METADATA,
-                ));
-            }
             if section.message_key_from_metadata_key.is_some() {
                 let exclusive = match signal {
                     SignalKind::Traces => self.partition_traces_by_id,
@@ -364,25 +361,34 @@ impl KafkaExporterConfig {
                             || self.partition_logs_by_trace_id
                     }
                 };
-                return Err(Problem::new(
-                    format!("{name}.message_key_from_metadata_key"),
-                    if exclusive {
+                if exclusive {
+                    return Err(Problem::new(
+                        format!("{name}.message_key_from_metadata_key"),
                         format!(
                             "{name}.message_key_from_metadata_key cannot be combined with the partition_* keys of {name}"
-                        )
-                    } else {
-                        NO_CLIENT_METADATA.to_string()
-                    },
-                ));
+                        ),
+                    ));
+                }
             }
             let topic = shared.exporter_topic(signal)?;
             let encoding = shared.encoding(signal, Side::Exporter)?;
             if signals.contains(&signal) {
-                targets.push((signal, Target { topic, encoding }));
+                targets.push((
+                    signal,
+                    Target {
+                        topic,
+                        encoding,
+                        topic_from_metadata_key: section
+                            .topic_from_metadata_key
+                            .clone()
+                            .filter(|k| !k.is_empty()),
+                        message_key_from_metadata_key: section
+                            .message_key_from_metadata_key
+                            .clone()
+                            .filter(|k| !k.is_empty()),
+                    },
+                ));
             }
-        }
-        if !self.include_metadata_keys.is_empty() {
-            return Err(Problem::new("include_metadata_keys", NO_CLIENT_METADATA));
         }
         if self.partition_logs_by_resource_attributes && self.partition_logs_by_trace_id {
             return Err(Problem::new(

@@ -28,6 +28,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use sluice_config::{ComponentConfig, ConfigErrors};
 use sluice_kafka_client::Problem;
 use sluice_pipeline::exporter::{Export, HelperSettings, export_signals};
+use sluice_pipeline::metadata::ClientMetadata;
 use sluice_pipeline::telemetry::Counter;
 use sluice_pipeline::{
     Batch, BuildContext, BuiltExporter, DeliveryError, ExporterFactory, FactoryInfo, Lifecycle,
@@ -92,6 +93,8 @@ impl ExporterFactory for KafkaExporterFactory {
 
 struct SignalTarget {
     topic: String,
+    topic_from_metadata_key: Option<String>,
+    message_key_from_metadata_key: Option<String>,
     encoding: Encoding,
     partitioning: Partitioning,
     oversized: Counter,
@@ -107,6 +110,8 @@ pub struct KafkaExporter {
     topic_from_attribute: Option<String>,
     /// `record_headers`, then `signal_header`'s.
     headers: Vec<(String, String)>,
+    /// `include_metadata_keys`.
+    metadata_headers: Vec<String>,
     signal_header: bool,
     payload_limit: usize,
 }
@@ -127,6 +132,8 @@ impl KafkaExporter {
             let (_, target) = resolved.targets.iter().find(|(s, _)| *s == signal)?;
             Some(SignalTarget {
                 topic: target.topic.clone(),
+                topic_from_metadata_key: target.topic_from_metadata_key.clone(),
+                message_key_from_metadata_key: target.message_key_from_metadata_key.clone(),
                 encoding: target.encoding,
                 partitioning: match signal {
                     SignalKind::Traces => Partitioning {
@@ -157,6 +164,12 @@ impl KafkaExporter {
             targets,
             topic_from_attribute: cfg.topic_from_attribute.clone().filter(|a| !a.is_empty()),
             headers: resolved.headers,
+            metadata_headers: cfg
+                .include_metadata_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
             signal_header: cfg.signal_header,
             payload_limit: cfg
                 .producer
@@ -318,7 +331,12 @@ impl KafkaExporter {
 
     /// The headers of every message of a signal: sluice's own (what the `kafka` receiver
     /// reads), `record_headers`, and `otelcol.signal` if asked for.
-    fn headers(&self, signal: SignalKind, encoding: &str) -> OwnedHeaders {
+    fn headers(
+        &self,
+        signal: SignalKind,
+        encoding: &str,
+        metadata: Option<&ClientMetadata>,
+    ) -> OwnedHeaders {
         let mut headers = OwnedHeaders::new_with_capacity(3 + self.headers.len())
             .insert(Header {
                 key: SIGNAL_HEADER,
@@ -340,6 +358,16 @@ impl KafkaExporter {
                 value: Some(signal.as_str()),
             });
         }
+        if let Some(metadata) = metadata {
+            for key in &self.metadata_headers {
+                for value in metadata.get(key).unwrap_or_default() {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    });
+                }
+            }
+        }
         headers
     }
 }
@@ -348,14 +376,31 @@ impl KafkaExporter {
 impl<S: KafkaSignal> Export<S> for KafkaExporter {
     async fn export(&self, batch: &Batch<S>) -> Result<(), DeliveryError> {
         let target = self.target::<S>()?;
-        let (messages, oversized) = self.messages(batch)?;
+        let (mut messages, oversized) = self.messages(batch)?;
+        // What the request's metadata says wins over the attribute and the configured topic,
+        // as upstream.
+        let metadata = batch.metadata();
+        let first = |key: &Option<String>| {
+            key.as_deref()
+                .and_then(|k| metadata?.get(k)?.first().cloned())
+        };
+        if let Some(topic) = first(&target.topic_from_metadata_key) {
+            for (t, _, _) in &mut messages {
+                t.clone_from(&topic);
+            }
+        }
+        if let Some(key) = first(&target.message_key_from_metadata_key) {
+            for (_, k, _) in &mut messages {
+                *k = Some(key.clone().into_bytes());
+            }
+        }
         let producer = self.producer().map_err(DeliveryError::permanent)?;
         let encoding = target.encoding.name();
         let mut pending: Vec<oneshot::Receiver<DeliveryReport>> =
             Vec::with_capacity(messages.len());
         for (topic, key, payload) in &messages {
             loop {
-                let headers = self.headers(S::KIND, &encoding);
+                let headers = self.headers(S::KIND, &encoding, metadata);
                 match producer.send(topic, key.as_deref(), payload, headers) {
                     Ok(delivery) => {
                         pending.push(delivery);

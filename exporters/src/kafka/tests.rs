@@ -626,24 +626,9 @@ fn producer_keys_become_librdkafka_properties() {
 }
 
 #[test]
-fn keys_needing_client_metadata_or_an_extension_are_refused_clearly() {
+fn keys_needing_an_extension_or_in_conflict_are_refused_clearly() {
     let ctx = BuildContext::default();
     for (yaml, key, says) in [
-        (
-            "include_metadata_keys: [tenant]",
-            "include_metadata_keys",
-            "client metadata",
-        ),
-        (
-            "logs: {topic_from_metadata_key: topic}",
-            "logs.topic_from_metadata_key",
-            "client metadata",
-        ),
-        (
-            "traces: {message_key_from_metadata_key: k}",
-            "traces.message_key_from_metadata_key",
-            "client metadata",
-        ),
         (
             "partition_traces_by_id: true\ntraces: {message_key_from_metadata_key: k}",
             "traces.message_key_from_metadata_key",
