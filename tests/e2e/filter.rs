@@ -364,7 +364,7 @@ processors:
   attributes:
     actions:
       - key: tenant
-        from_context: metadata.x-tenant
+        from_context: auth.subject
         action: upsert
 exporters:
   debug:
@@ -391,7 +391,7 @@ service:
     );
     assert!(
         stderr.contains("processors.attributes.actions[0].from_context")
-            && stderr.contains("does not carry request metadata"),
+            && stderr.contains("server authenticators"),
         "{stderr}"
     );
 }
