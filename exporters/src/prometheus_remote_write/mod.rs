@@ -365,10 +365,33 @@ impl ExporterFactory for RemoteWriteExporterFactory {
             || config.node.get("sending_queue").is_none()
         {
             settings.queue.enabled = queue.enabled;
-            settings.queue.num_consumers = queue.num_consumers.max(1);
             settings.queue.queue_size = Some(sluice_config::ByteSize(queue.queue_size));
             settings.queue.sizer = Sizer::Requests;
         }
+        // Prometheus refuses a sample older than the newest of its series, so batches go one
+        // after another, in queue order: several consumers would race to the send line in the
+        // order their conversions finish, not the order of the queue (a test lost a point to
+        // that). The requests of one batch still go in parallel (different series).
+        let written = ["remote_write_queue", "sending_queue"]
+            .iter()
+            .any(|section| config.node.get_path([*section, "num_consumers"]).is_some());
+        let consumers = if config.node.get("remote_write_queue").is_some() {
+            queue.num_consumers
+        } else {
+            settings.queue.num_consumers
+        };
+        if written && consumers > 1 {
+            ctx.warnings.push(sluice_config::Diagnostic::new(
+                Some(config.node.pos.clone()),
+                format!("{}.remote_write_queue.num_consumers", config.path),
+                format!(
+                    "{consumers} consumers would send batches out of order, which Prometheus refuses; \
+                     sluice sends one batch at a time (each batch's requests in parallel, \
+                     max_batch_request_parallelism)"
+                ),
+            ));
+        }
+        settings.queue.num_consumers = 1;
         let name = config.id.to_string();
         let translation = Translation {
             namespace: cfg.namespace.clone(),
