@@ -46,6 +46,9 @@ pub struct ServerTlsSettings {
     pub cipher_suites: Vec<String>,
     /// Key exchange groups, in order: `X25519`, `P256`, `P384`.
     pub curve_preferences: Vec<String>,
+    /// Go's insecure suites (RC4, 3DES, CBC): sluice's TLS library has none, so `true` is
+    /// refused rather than quietly not honoured.
+    pub include_insecure_cipher_suites: bool,
     /// Re-read the certificate and key this often (default: never).
     pub reload_interval: Option<sluice_config::Duration>,
     /// A server's trust roots for its own outgoing checks: a server never uses them (Go's
@@ -109,6 +112,13 @@ impl ServerTlsSettings {
         }
         if self.tpm.as_ref().is_some_and(|t| t.enabled) {
             return Err("keys held in a TPM are not supported; use key_file or key_pem".into());
+        }
+        if self.include_insecure_cipher_suites {
+            return Err(
+                "include_insecure_cipher_suites: sluice's TLS library has no insecure \
+                        suites (only AEAD ones), so they cannot be offered"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ receivers:
         cors:
           allowed_origins: ["{allowed_origin}"]
           allowed_headers: ["X-Tenant"]
+          exposed_headers: ["X-Served-By"]
           max_age: 600
         response_headers:
           X-Served-By: sluice
@@ -79,7 +80,7 @@ const body = {{resourceSpans: [{{resource: {{attributes: [{{key: "service.name",
   name: "{span_name}", kind: 1, startTimeUnixNano: "1700000000000000000", endTimeUnixNano: "1700000001000000000"}}]}}]}}]}};
 fetch("http://127.0.0.1:{sluice_http}/v1/traces", {{method: "POST", credentials: "include",
   headers: {{"Content-Type": "application/json", "X-Tenant": "t1"}}, body: JSON.stringify(body)}})
-  .then(r => {{ document.getElementById("result").textContent = "status " + r.status; }})
+  .then(r => {{ document.getElementById("result").textContent = "status " + r.status + " served-by " + r.headers.get("X-Served-By"); }})
   .catch(e => {{ document.getElementById("result").textContent = "refused " + e; }});
 </script></body></html>"#
     )
@@ -145,7 +146,9 @@ fn a_page_from_an_allowed_origin_sends_spans_and_another_origin_is_stopped() {
         &format!("http://127.0.0.1:{allowed_port}/"),
         &profile.path().join("a"),
     );
-    assert_eq!(result_of(&dom), "status 200", "{dom}");
+    // The page's script reads the exposed answer header (without `exposed_headers` the browser
+    // hides it: it is not CORS-safelisted).
+    assert_eq!(result_of(&dom), "status 200 served-by sluice", "{dom}");
 
     let other_port = serve_page(page(c.http, "from-other-page"));
     let dom = browse(

@@ -70,6 +70,8 @@ struct Cors {
     /// Lower-cased; `None` when `*` allows any.
     headers: Option<Vec<String>>,
     max_age: u64,
+    /// `exposed_headers`, joined for `Access-Control-Expose-Headers`.
+    exposed: Option<HeaderValue>,
 }
 
 impl Cors {
@@ -99,10 +101,23 @@ impl Cors {
                     .collect(),
             )
         };
+        let exposed = if config.exposed_headers.is_empty() {
+            None
+        } else {
+            Some(
+                HeaderValue::from_str(&config.exposed_headers.join(", ")).map_err(|_| {
+                    (
+                        "exposed_headers".to_string(),
+                        "not valid header names".to_string(),
+                    )
+                })?,
+            )
+        };
         Ok(Some(Cors {
             origins,
             headers,
             max_age: config.max_age,
+            exposed,
         }))
     }
 
@@ -185,6 +200,9 @@ impl Cors {
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
             );
+            if let Some(exposed) = &self.exposed {
+                out.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, exposed.clone());
+            }
         }
     }
 }
@@ -283,6 +301,7 @@ mod tests {
             allowed_origins: vec!["https://app.example.com".into()],
             allowed_headers: vec!["X-Tenant".into()],
             max_age: 0,
+            exposed_headers: Vec::new(),
         })
         .unwrap()
         .unwrap();
@@ -293,6 +312,7 @@ mod tests {
             allowed_origins: vec!["*".into()],
             allowed_headers: vec!["*".into()],
             max_age: 0,
+            exposed_headers: Vec::new(),
         })
         .unwrap()
         .unwrap();

@@ -87,6 +87,9 @@ pub struct CorsConfig {
     /// How long, in seconds, a browser may keep a preflight's answer (default 0: the
     /// browser's own default).
     pub max_age: u64,
+    /// Answer headers a page's script may read besides the CORS-safelisted ones
+    /// (`Access-Control-Expose-Headers`).
+    pub exposed_headers: Vec<String>,
 }
 
 /// What the HTTP server decompresses when `compression_algorithms` is not set: the
