@@ -10,10 +10,14 @@ pub mod kafka;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod metric_keys;
+pub mod netlog;
 pub mod nop;
 pub mod otlp;
 pub mod prometheus;
+pub mod syslog;
+pub mod tcplog;
 pub mod tls;
+pub mod udplog;
 
 use std::sync::Arc;
 
@@ -28,6 +32,9 @@ pub fn factories() -> Vec<Arc<dyn ReceiverFactory>> {
         Arc::new(nop::NopReceiverFactory),
         Arc::new(filelog::FilelogReceiverFactory),
         Arc::new(prometheus::PrometheusReceiverFactory),
+        Arc::new(syslog::SyslogReceiverFactory),
+        Arc::new(tcplog::TcplogReceiverFactory),
+        Arc::new(udplog::UdplogReceiverFactory),
         #[cfg(feature = "docker")]
         Arc::new(docker_stats::DockerStatsReceiverFactory),
         #[cfg(feature = "kafka")]

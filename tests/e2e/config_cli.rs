@@ -165,7 +165,7 @@ fn validate_reports_every_problem_with_file_line_column_and_key_path() {
         // A pipeline with no exporters.
         "F:22:5: service.pipelines.logs: pipeline `logs` has no exporters",
         // An unknown component type, with the known ones and a suggestion.
-        "F:6:3: receivers.otlpp: unknown receiver type `otlpp`; known receiver types: cgroups, docker_stats, filelog, hostmetrics, kafka, lambda, nop, otlp, prometheus (did you mean `otlp`?)",
+        "F:6:3: receivers.otlpp: unknown receiver type `otlpp`; known receiver types: cgroups, docker_stats, filelog, hostmetrics, kafka, lambda, nop, otlp, prometheus, syslog, tcplog, udplog (did you mean `otlp`?)",
         // Signals a component cannot join (no processor lacks a signal today; the
         // forward connector cannot turn traces into logs).
         "F:21:29: service.pipelines.traces.exporters[1]: connector `forward` cannot take traces into any signal it feeds (logs)",

@@ -48,8 +48,12 @@ pub struct Mark {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum FileUpdate {
-    /// A file's identity (new: remembered at once with the record's offset, since nothing of
-    /// it has been handed over yet; known: its fingerprint, path and header refreshed).
+    /// A file's identity. New: remembered at once with the record's offset, since nothing of
+    /// it has been handed over yet. Known: its fingerprint, inode, path and header are
+    /// replaced only when the hand-over is applied, together with the marks of that
+    /// hand-over, since the offsets saved with an identity must be counted in that identity
+    /// (a truncated file read again has a new fingerprint and offsets from 0; saving the new
+    /// fingerprint with the old offset would resume past lines never delivered).
     Known { key: u32, record: FileRecord },
     /// The file is no longer tracked (in order: after everything handed over before).
     Forget { key: u32 },
@@ -92,21 +96,8 @@ impl Committer {
         let mut ordered = Vec::new();
         for update in updates {
             match update {
-                FileUpdate::Known { key, record } => {
-                    match self.files.get_mut(&key) {
-                        Some(known) => {
-                            known.fingerprint = record.fingerprint;
-                            known.path = record.path;
-                            known.device = record.device;
-                            known.inode = record.inode;
-                            known.born = record.born;
-                            known.header_done = record.header_done;
-                            known.header = record.header;
-                        }
-                        None => {
-                            self.files.insert(key, record);
-                        }
-                    }
+                FileUpdate::Known { key, record } if !self.files.contains_key(&key) => {
+                    self.files.insert(key, record);
                     self.dirty = true;
                 }
                 other => ordered.push(other),
@@ -159,7 +150,19 @@ impl Committer {
                     FileUpdate::DeleteWhenDone { key, size } => {
                         self.deletes.insert(key, size);
                     }
-                    FileUpdate::Known { .. } => {}
+                    // A file forgotten since is not brought back.
+                    FileUpdate::Known { key, record } => {
+                        if let Some(known) = self.files.get_mut(&key) {
+                            known.fingerprint = record.fingerprint;
+                            known.path = record.path;
+                            known.device = record.device;
+                            known.inode = record.inode;
+                            known.born = record.born;
+                            known.header_done = record.header_done;
+                            known.header = record.header;
+                            self.dirty = true;
+                        }
+                    }
                 }
             }
         }
@@ -183,6 +186,11 @@ impl Committer {
 
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// Asks for a save even with nothing changed.
+    pub fn touch(&mut self) {
+        self.dirty = true;
     }
 
     /// The state to save (and marks it saved).
@@ -275,6 +283,58 @@ mod tests {
         let files = load(&saved).unwrap();
         assert_eq!(files.len(), 2);
         assert!(load(b"{oops").is_err());
+    }
+
+    #[test]
+    fn identity_changes_wait_for_the_offset_they_belong_to() {
+        let mut c = Committer::default();
+        let first = c.submit(vec![known(1, 0)], vec![mark(1, 100)], true);
+        c.complete(first);
+        c.advance();
+        // Truncated and read again (`read_whole_file`): a new fingerprint, inode and header
+        // state, with offsets counted from 0 in the new content, in a batch not yet acknowledged.
+        let rewritten = FileUpdate::Known {
+            key: 1,
+            record: FileRecord {
+                fingerprint: "62".into(),
+                offset: 0,
+                path: "/f1".into(),
+                inode: Some(7),
+                header_done: true,
+                ..FileRecord::default()
+            },
+        };
+        let second = c.submit(vec![rewritten], vec![mark(1, 10)], true);
+        c.advance();
+        let saved = load(&c.snapshot()).unwrap();
+        assert_eq!(
+            (
+                saved[0].fingerprint.as_str(),
+                saved[0].offset,
+                saved[0].inode
+            ),
+            ("61", 100, None),
+            "the new identity was saved with the old offset"
+        );
+        assert!(!saved[0].header_done);
+        c.complete(second);
+        c.advance();
+        let saved = load(&c.snapshot()).unwrap();
+        assert_eq!(
+            (
+                saved[0].fingerprint.as_str(),
+                saved[0].offset,
+                saved[0].inode
+            ),
+            ("62", 10, Some(7))
+        );
+        assert!(saved[0].header_done);
+        // An identity arriving after the file was forgotten does not bring it back.
+        let third = c.submit(vec![FileUpdate::Forget { key: 1 }], vec![], false);
+        let fourth = c.submit(vec![known(1, 0)], vec![], false);
+        let _ = (third, fourth);
+        c.advance();
+        assert!(c.record(1).is_none());
     }
 
     #[test]

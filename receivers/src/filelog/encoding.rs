@@ -1,6 +1,7 @@
 //! The encodings of files, as upstream names them: `utf-8` (invalid bytes replaced),
 //! `utf-8-raw` (kept), `nop` (raw bytes, never split), `ascii` (read as UTF-8, as upstream),
-//! `utf-16le`/`utf-16be`/`utf-16`, and the IANA names of the rest (`big5`, `shift_jis`,
+//! `utf-16le`/`utf-16be`, `utf-16` (the byte order of the file's byte-order mark, which is
+//! passed over, little-endian without one, as upstream), and the IANA names of the rest (`big5`, `shift_jis`,
 //! `iso-8859-1`, `windows-1252`...).
 //!
 //! Lines are split on the encoded newline; UTF-16 text is split after transcoding to UTF-8,
@@ -17,6 +18,8 @@ pub enum FileEncoding {
     Nop,
     Utf16Le,
     Utf16Be,
+    /// UTF-16 in the byte order of each file's byte-order mark (little-endian without one).
+    Utf16,
     /// An ASCII-compatible legacy encoding: newlines are single `\n` bytes.
     Legacy(&'static Encoding),
 }
@@ -28,7 +31,8 @@ impl FileEncoding {
             "" | "utf-8" | "utf8" | "ascii" | "us-ascii" => FileEncoding::Utf8,
             "utf-8-raw" | "utf8-raw" => FileEncoding::Utf8Raw,
             "nop" => FileEncoding::Nop,
-            "utf-16le" | "utf16le" | "utf-16" | "utf16" => FileEncoding::Utf16Le,
+            "utf-16le" | "utf16le" => FileEncoding::Utf16Le,
+            "utf-16" | "utf16" => FileEncoding::Utf16,
             "utf-16be" | "utf16be" => FileEncoding::Utf16Be,
             other => match Encoding::for_label(other.as_bytes()) {
                 Some(e) if e == encoding_rs::UTF_8 => FileEncoding::Utf8,
@@ -44,9 +48,10 @@ impl FileEncoding {
     pub fn body(self, token: &[u8]) -> Value {
         match self {
             FileEncoding::Nop => Value::Bytes(token.to_vec()),
-            FileEncoding::Utf8 | FileEncoding::Utf16Le | FileEncoding::Utf16Be => {
-                Value::Str(String::from_utf8_lossy(token).into_owned())
-            }
+            FileEncoding::Utf8
+            | FileEncoding::Utf16
+            | FileEncoding::Utf16Le
+            | FileEncoding::Utf16Be => Value::Str(String::from_utf8_lossy(token).into_owned()),
             FileEncoding::Utf8Raw => match std::str::from_utf8(token) {
                 Ok(s) => Value::Str(s.to_string()),
                 Err(_) => Value::Bytes(token.to_vec()),
@@ -122,6 +127,10 @@ mod tests {
         assert!(matches!(
             FileEncoding::from_name("utf-16le"),
             Ok(FileEncoding::Utf16Le)
+        ));
+        assert!(matches!(
+            FileEncoding::from_name("UTF-16"),
+            Ok(FileEncoding::Utf16)
         ));
         assert!(matches!(
             FileEncoding::from_name("big5"),

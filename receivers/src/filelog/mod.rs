@@ -9,13 +9,13 @@
 //! ([`checkpoint`]), saving it to the `storage` extension's directory.
 
 mod checkpoint;
-mod config;
-mod emit;
-mod encoding;
+pub(crate) mod config;
+pub(crate) mod emit;
+pub(crate) mod encoding;
 mod finder;
 pub mod operators;
 mod reader;
-mod split;
+pub(crate) mod split;
 #[cfg(test)]
 mod tests;
 
@@ -75,10 +75,14 @@ impl ReceiverFactory for FilelogReceiverFactory {
 const MAX_IN_FLIGHT: usize = 16;
 /// Checkpoints are saved at most this often while data flows (and at shutdown).
 const SAVE_INTERVAL: Duration = Duration::from_millis(250);
+/// At shutdown, acknowledgements are waited for until the deadline; the final checkpoint
+/// save gets this long after it, so what was acknowledged up to the deadline is saved even
+/// when the wait took all the time.
+const FINAL_SAVE_TIME: Duration = Duration::from_secs(5);
 
 /// What a batch the pipeline refuses becomes.
 #[derive(Clone, Debug)]
-enum RetryPolicy {
+pub(crate) enum RetryPolicy {
     /// No `retry_on_failure` section: retry until delivered. The lines are still in the
     /// file, so waiting loses nothing, and moving past them would.
     UntilDelivered,
@@ -93,13 +97,14 @@ struct Prepared {
     operators: operators::Operators,
 }
 
-struct Shared {
-    name: String,
-    consumer: Option<DynConsumer<Logs>>,
-    retry: RetryPolicy,
-    accepted: Counter,
-    refused: Counter,
-    log_limit: LogLimiter,
+/// What delivering a receiver's batches needs; the network log receivers share it.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) consumer: Option<DynConsumer<Logs>>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) accepted: Counter,
+    pub(crate) refused: Counter,
+    pub(crate) log_limit: LogLimiter,
 }
 
 struct Running {
@@ -288,27 +293,29 @@ fn build(
     }))
 }
 
-/// Loads the saved checkpoint (if any), keyed as the reader and committer will key it.
-fn restore(store: &CheckpointStore, name: &str) -> BTreeMap<u32, FileRecord> {
-    let records = match store.load() {
+/// Loads the saved checkpoint (if any), keyed as the reader and committer will key it, and
+/// whether there was one (a restart: `start_at` no longer applies).
+fn restore(store: &CheckpointStore, name: &str) -> (BTreeMap<u32, FileRecord>, bool) {
+    let (records, resumed) = match store.load() {
         Ok(Some(bytes)) => match checkpoint::load(&bytes) {
-            Ok(records) => records,
+            Ok(records) => (records, true),
             Err(e) => {
                 tracing::warn!(receiver = %name, path = %store.path().display(), error = %e, "the saved checkpoint cannot be read; starting without it (start_at decides where reading starts)");
-                Vec::new()
+                (Vec::new(), false)
             }
         },
-        Ok(None) => Vec::new(),
+        Ok(None) => (Vec::new(), false),
         Err(e) => {
             tracing::warn!(receiver = %name, error = %e, "cannot read the saved checkpoint; starting without it");
-            Vec::new()
+            (Vec::new(), false)
         }
     };
-    records
+    let records = records
         .into_iter()
         .enumerate()
         .map(|(i, r)| (i as u32, r))
-        .collect()
+        .collect();
+    (records, resumed)
 }
 
 #[async_trait]
@@ -340,13 +347,15 @@ impl Lifecycle for FilelogReceiver {
             }
             None => None,
         };
-        let restored = match &store {
+        let (restored, resumed) = match &store {
             Some(store) => {
-                let restored = restore(store, &name);
-                tracing::info!(receiver = %name, files = restored.len(), path = %store.path().display(), "checkpoint loaded");
-                restored
+                let (restored, resumed) = restore(store, &name);
+                if resumed {
+                    tracing::info!(receiver = %name, files = restored.len(), path = %store.path().display(), "checkpoint loaded; start_at does not apply to a restart");
+                }
+                (restored, resumed)
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), false),
         };
         let (tx, rx) = mpsc::channel::<Handover>(2);
         let stop_reading = Arc::new(AtomicBool::new(false));
@@ -354,6 +363,7 @@ impl Lifecycle for FilelogReceiver {
             prepared.settings,
             prepared.operators,
             &restored,
+            resumed,
             tx,
             stop_reading.clone(),
             self.admission.clone(),
@@ -363,7 +373,12 @@ impl Lifecycle for FilelogReceiver {
             .spawn(move || reader.run())
             .map_err(|e| StartError::new(&name, format!("cannot start the reading thread: {e}")))?;
         let (drain, draining) = watch::channel(None);
-        let committer = Committer::new(restored);
+        let mut committer = Committer::new(restored);
+        if store.is_some() && !resumed {
+            // Saved even with nothing in it, so the next start knows it is a restart: files
+            // that appear while sluice is down are then read whole, whatever start_at says.
+            committer.touch();
+        }
         let delivery = tokio::spawn(deliver(self.shared.clone(), rx, committer, store, draining));
         if let Ok(mut running) = self.running.lock() {
             *running = Some(Running {
@@ -383,18 +398,25 @@ impl Lifecycle for FilelogReceiver {
         let Some(mut running) = self.running.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
+        // The reader stops first. The delivery task closes the hand-over channel as soon as
+        // it sees the deadline, so a reader waiting to hand over (the pipeline full) is
+        // released at once instead of holding the shutdown until the deadline.
         running.stop_reading.store(true, Ordering::SeqCst);
         let _ = running.drain.send(Some(deadline));
         if let Some(thread) = running.reader.take() {
             let joined = tokio::task::spawn_blocking(move || thread.join());
-            let _ = tokio::time::timeout_at(deadline, joined).await;
+            if tokio::time::timeout_at(deadline, joined).await.is_err() {
+                tracing::warn!(receiver = %self.shared.name, "the reading thread did not stop by the shutdown deadline");
+            }
         }
+        // Acknowledgements are waited for until the deadline; the final save has its own
+        // time after it, whatever the waits above took.
         let abort = running.delivery.abort_handle();
-        if tokio::time::timeout_at(deadline, running.delivery)
+        if tokio::time::timeout_at(deadline + FINAL_SAVE_TIME, running.delivery)
             .await
             .is_err()
         {
-            tracing::warn!(receiver = %self.shared.name, "batches still unacknowledged at the shutdown deadline; they will be read again");
+            tracing::warn!(receiver = %self.shared.name, "the final checkpoint could not be saved in time; reading resumes from the last one saved");
             abort.abort();
         }
     }
@@ -454,6 +476,9 @@ async fn deliver(
             },
             d = wait_deadline(&mut draining), if deadline.is_none() => {
                 deadline = Some(d);
+                // No more hand-overs: a reader blocked handing one over is released. Those
+                // already in the channel are still received and sent.
+                rx.close();
             }
             _ = tokio::time::sleep_until(save_at), if committer.is_dirty() => {}
             _ = tokio::time::sleep_until(deadline.unwrap_or(save_at)), if deadline.is_some() => {}
@@ -469,6 +494,9 @@ async fn deliver(
         if let Some(d) = deadline
             && ((in_flight == 0 && !reading) || Instant::now() >= d)
         {
+            if in_flight > 0 {
+                tracing::warn!(receiver = %shared.name, batches = in_flight, "batches still unacknowledged at the shutdown deadline; they will be read again");
+            }
             break;
         }
         if !reading && in_flight == 0 && deadline.is_none() {
@@ -527,7 +555,7 @@ async fn send(
     let _ = done.send((seq, accounted));
 }
 
-async fn attempt_until_done(
+pub(crate) async fn attempt_until_done(
     shared: &Shared,
     batch: &Batch<Logs>,
     draining: &mut watch::Receiver<Option<Instant>>,

@@ -11,16 +11,20 @@
 //! 3. our inode, still starting the same, now shorter than what we read: truncated in place
 //!    (`on_truncate`);
 //! 4. anything else is a new file: read from its start (from its end only for files already
-//!    there at start-up with `start_at: end` and no checkpoint).
+//!    there at the very first start, with `start_at: end`: once a checkpoint was saved,
+//!    every file found later, even at a restart, is new since then and read whole).
 //!
 //! When a file we read was truncated or replaced and no found file continues it, its
 //! directory is searched for a copy that does (`app.log` → `app.log.1` when only `app.log`
-//! is included), so lines written before a copytruncate are read from the copy.
+//! is included), so lines written before a copytruncate are read from the copy. At a
+//! restart, a checkpointed file no longer at its path (rotated while sluice was down) is
+//! looked for in its directory the same way, and also under any name by its inode, and its
+//! unread tail is read from the checkpoint's offset.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::io::{BufRead, Read};
+use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +44,7 @@ use super::encoding::{FileEncoding, utf16_len, utf16_to_utf8};
 use super::finder::Finder;
 use super::operators::expr::ExprString;
 use super::operators::{Entry, Map, Operators, Origin, Span, Value};
-use super::split::{Splitter, trim};
+use super::split::{Splitter, Token, trim};
 
 /// Everything the reader needs from the config.
 pub struct Settings {
@@ -88,7 +92,7 @@ const READ_BUDGET: usize = 8 * 1024 * 1024;
 /// The block read at a time.
 const READ_BLOCK: usize = 64 * 1024;
 /// A batch is handed over at this many records or this many bytes.
-const BATCH_RECORDS: usize = 4096;
+pub(super) const BATCH_RECORDS: usize = 4096;
 const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// A file gone from the globs is read for at least this long after it last grew (a writer
 /// may still be writing to a file it renamed), then closed.
@@ -145,6 +149,11 @@ struct Tracked {
     last_seen_poll: u64,
     size: u64,
     gzip: Option<bool>,
+    /// Where a gzip file stands (unused for plain files).
+    gz: GzProgress,
+    /// `encoding: utf-16`: little-endian unless the file starts with a big-endian byte-order
+    /// mark; decided once the file's first two bytes are known.
+    utf16_le: Option<bool>,
     delete_sent: bool,
     /// The identity last told to the committer changed.
     meta_dirty: bool,
@@ -194,6 +203,10 @@ pub struct Reader {
     next_key: u32,
     polls: u64,
     first_poll: bool,
+    /// A checkpoint was loaded: this is a restart, not the very first start, so `start_at`
+    /// no longer applies (a file found now appeared while sluice was down) and checkpointed
+    /// files that moved are looked for.
+    resumed: bool,
     builder: BatchBuilder,
     updates: Vec<FileUpdate>,
     touched: BTreeSet<u32>,
@@ -228,11 +241,12 @@ fn read_fingerprint(file: &File, size: usize) -> std::io::Result<Vec<u8>> {
 
 impl Reader {
     /// A reader that starts from `restored` (a checkpoint's files, keyed as the committer
-    /// keys them).
+    /// keys them); `resumed` when a checkpoint was saved before (even one with no files).
     pub fn new(
         s: Settings,
         operators: Operators,
         restored: &BTreeMap<u32, FileRecord>,
+        resumed: bool,
         out: mpsc::Sender<Handover>,
         stop: Arc<AtomicBool>,
         admission: Admission,
@@ -270,6 +284,8 @@ impl Reader {
                 last_seen_poll: 0,
                 size: 0,
                 gzip: None,
+                gz: GzProgress::at(record.offset),
+                utf16_le: None,
                 delete_sent: false,
                 meta_dirty: false,
                 claimed: false,
@@ -293,6 +309,7 @@ impl Reader {
             next_key,
             polls: 0,
             first_poll: true,
+            resumed,
             builder: BatchBuilder::default(),
             updates: Vec::new(),
             touched: BTreeSet::new(),
@@ -367,6 +384,9 @@ impl Reader {
             }
             self.chunk_start = (self.chunk_start + turns) % chunks.len();
         }
+        if self.first_poll && self.resumed {
+            self.recover_moved(&paths);
+        }
         busy |= self.read_lost();
         self.expire(rounds);
         self.first_poll = false;
@@ -374,6 +394,11 @@ impl Reader {
     }
 
     fn open(&self, path: &Path) -> Option<Found> {
+        // Opening a FIFO (or a device) for reading can block until a writer comes: only
+        // regular files are opened.
+        if !std::fs::metadata(path).ok()?.is_file() {
+            return None;
+        }
         let file = File::open(path).ok()?;
         let meta = file.metadata().ok()?;
         if !meta.is_file() {
@@ -447,9 +472,10 @@ impl Reader {
         }
         // Copies outside the globs, for what was read from a file now truncated or replaced.
         let found_paths: Vec<PathBuf> = found.iter().map(|f| f.path.clone()).collect();
+        let found_set: HashSet<&Path> = found_paths.iter().map(PathBuf::as_path).collect();
         for &ti in &displaced {
             if !self.files[ti].claimed {
-                self.rescue_copy(ti, &found_paths);
+                self.find_continuation(ti, &found_set, false);
             }
         }
         // Rule 3: truncated in place.
@@ -514,6 +540,8 @@ impl Reader {
         if t.identity != Some(f.identity) {
             t.identity = Some(f.identity);
             t.meta_dirty = true;
+            // A gzip member being decoded from the old inode is decoded again from this one.
+            t.gz.abandon_member();
         }
         if f.fingerprint.len() > t.fingerprint.len() && t.fingerprint.len() < fingerprint_size {
             t.fingerprint = f.fingerprint;
@@ -525,10 +553,10 @@ impl Reader {
         t.claimed = true;
     }
 
-    /// A new file: from its start, or from its end when it was there at start-up and
-    /// `start_at: end`.
+    /// A new file: from its start, or from its end when it was there at the very first
+    /// start and `start_at: end`.
     fn track(&mut self, f: Found) -> usize {
-        let offset = if self.first_poll && !self.s.start_at_beginning {
+        let offset = if self.first_poll && !self.s.start_at_beginning && !self.resumed {
             f.size
         } else {
             0
@@ -552,6 +580,8 @@ impl Reader {
             last_seen_poll: self.polls,
             size: f.size,
             gzip: None,
+            gz: GzProgress::at(offset),
+            utf16_le: None,
             delete_sent: false,
             meta_dirty: false,
             claimed: true,
@@ -586,6 +616,7 @@ impl Reader {
                 t.truncating = false;
             }
         }
+        t.gz = GzProgress::at(t.offset);
         t.fingerprint = f.fingerprint.clone();
         t.meta_dirty = true;
         self.touched.insert(t.key);
@@ -593,40 +624,80 @@ impl Reader {
 
     /// Looks beside a truncated or replaced file for a copy holding what it had (a
     /// copytruncate rotation whose copy the globs do not match), and reads the rest of it
-    /// from there.
-    fn rescue_copy(&mut self, ti: usize, found: &[PathBuf]) {
+    /// from there. With `by_inode` (a restart), the file itself renamed to any name in its
+    /// directory is looked for first: rotated by `mv` while sluice was down. Paths in
+    /// `found` are left to the identity rules. True when a continuation was adopted.
+    fn find_continuation(&mut self, ti: usize, found: &HashSet<&Path>, by_inode: bool) -> bool {
         let t = &self.files[ti];
+        if t.fingerprint.is_empty() {
+            return false;
+        }
         let (Some(dir), Some(name)) = (t.path.parent(), t.path.file_name()) else {
-            return;
+            return false;
         };
         let name = name.to_string_lossy().into_owned();
+        let inode = t.identity.map(|i| i.inode);
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
+            return false;
         };
-        let mut candidates: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p != &t.path
-                    && !found.contains(p)
-                    && p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(name.as_str()))
-            })
-            .collect();
-        candidates.sort();
-        for path in candidates {
+        // The inode comes with the directory entry: finding a renamed file costs no open.
+        let mut same_inode = Vec::new();
+        let mut named_like = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == t.path || found.contains(path.as_path()) {
+                continue;
+            }
+            if by_inode && inode == Some(entry.ino()) {
+                same_inode.push(path);
+            } else if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(name.as_str())
+            {
+                named_like.push(path);
+            }
+        }
+        named_like.sort();
+        for path in same_inode.into_iter().chain(named_like) {
             let Some(f) = self.open(&path) else { continue };
             let t = &self.files[ti];
-            let continues = !t.fingerprint.is_empty()
-                && f.fingerprint.starts_with(&t.fingerprint)
+            // The inode number alone could be a reused one: the first bytes must agree too.
+            let same = t.identity.is_some_and(|i| i.same(&f.identity));
+            let continues = f.fingerprint.starts_with(&t.fingerprint)
                 && f.size >= t.read_position()
-                && !t.identity.is_some_and(|i| i.same(&f.identity));
+                && (by_inode || !same);
             if continues {
-                tracing::info!(from = %t.path.display(), copy = %path.display(), offset = t.read_position(), "reading the rest of a rotated file from its copy");
+                tracing::info!(from = %t.path.display(), to = %path.display(), offset = t.read_position(), "reading the rest of a rotated file where it now is");
                 self.adopt(ti, f);
                 // Read to its end; it is outside the globs, so it is closed once read.
                 self.files[ti].last_seen_poll = self.polls.saturating_sub(1);
-                return;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// At a restart: checkpointed files no longer at their path (rotated while sluice was
+    /// down, to a name the globs do not match) are looked for in their directory, and what
+    /// they hold past the checkpoint is read, as for a file renamed out of the globs while
+    /// running. Paths the globs found are left to the identity rules.
+    fn recover_moved(&mut self, found: &[PathBuf]) {
+        let found: HashSet<&Path> = found.iter().map(PathBuf::as_path).collect();
+        for ti in 0..self.files.len() {
+            let t = &self.files[ti];
+            if t.claimed || t.file.is_some() {
+                continue;
+            }
+            let Some(identity) = t.identity else { continue };
+            // Still where it was: not rotated, only not matched any more (excluded, too old,
+            // out of the ordering's top): left alone, as the configuration asks.
+            if std::fs::metadata(&t.path).is_ok_and(|m| identity.same(&Identity::of(&m))) {
+                continue;
+            }
+            if self.find_continuation(ti, &found, true) {
+                // Not found by the globs: `read_lost` reads it, from this poll on.
+                self.files[ti].claimed = false;
             }
         }
     }
@@ -657,8 +728,17 @@ impl Reader {
     /// Closes a file's handle (it stays tracked, to be recognised if it comes back). With
     /// `finished`, a last partial entry is emitted: nothing more will be written to it.
     fn close(&mut self, ti: usize, finished: bool) {
-        if finished && !self.files[ti].pending.is_empty() && !self.is_gzip(ti) {
-            self.tokenize(ti, true);
+        if finished {
+            if self.is_gzip(ti) {
+                let gz = &self.files[ti].gz;
+                if gz.decoder.is_none() && gz.incomplete_at.is_none() && !gz.text.is_empty() {
+                    self.tokenize_gzip(ti, true);
+                }
+            } else if !self.files[ti].pending.is_empty() {
+                self.tokenize(ti, true);
+            }
+            // A decoder keeps a handle of its own; a file finished with needs none.
+            self.files[ti].gz.abandon_member();
         }
         self.files[ti].file = None;
     }
@@ -708,8 +788,7 @@ impl Reader {
             None
         };
         let busy = if self.is_gzip(ti) {
-            self.read_gzip(ti);
-            false
+            self.read_gzip(ti)
         } else {
             self.read_plain(ti)
         };
@@ -770,6 +849,16 @@ impl Reader {
             if n == 0 {
                 break;
             }
+            // Truncated and written past `at` again since it was identified (copytruncate
+            // with the writer going on): what was read belongs to the new content, not to
+            // what we were reading. It is dropped; the next poll tells the two apart (and
+            // finds the copy). Checked after the read, so a rewrite before it is seen.
+            if !t.fingerprint.is_empty()
+                && read_fingerprint(file, t.fingerprint.len())
+                    .map_or(true, |start| start != t.fingerprint)
+            {
+                return false;
+            }
             t.pending.extend_from_slice(&block[..n]);
             t.last_growth = Instant::now();
             t.size = t.size.max(at + n as u64);
@@ -794,54 +883,170 @@ impl Reader {
         false
     }
 
-    /// A gzip file: the members added since the last read are decompressed whole (a
-    /// compressed log grows by appended members, never by rewriting).
-    fn read_gzip(&mut self, ti: usize) {
-        let t = &mut self.files[ti];
-        let Some(file) = &t.file else { return };
-        let size = file.metadata().map_or(t.size, |m| m.len());
-        if size <= t.offset {
-            return;
-        }
-        let start = t.offset;
-        let section = SectionReader {
-            file,
-            at: start,
-            end: size,
+    /// A gzip file: its members are decoded one after the other as a stream, a block at a
+    /// time, and entries are cut and handed over in batches as for a plain file, so memory
+    /// and batch sizes stay bounded whatever the size of a member. The checkpoint moves past
+    /// a member only once the member is complete (its trailer checked) and all it held was cut
+    /// into entries. A member still being written ends the read; it is decoded again once the
+    /// file has grown, skipping what was already cut from it. True when there is more than one
+    /// turn's worth.
+    fn read_gzip(&mut self, ti: usize) -> bool {
+        let Some(file) = &self.files[ti].file else {
+            return false;
         };
-        let mut text = Vec::new();
-        let mut decoder = flate2::read::MultiGzDecoder::new(section);
-        if let Err(e) = decoder.read_to_end(&mut text) {
-            tracing::warn!(path = %t.path.display(), error = %e, "cannot decompress a gzip log file; reading what was decompressed");
+        let size = file.metadata().map_or(self.files[ti].size, |m| m.len());
+        self.files[ti].size = size;
+        let mut block = vec![0u8; READ_BLOCK];
+        let mut total = 0usize;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let t = &mut self.files[ti];
+            if t.gz.decoder.is_none() {
+                if t.gz.member_start >= size || t.gz.incomplete_at.is_some_and(|end| size <= end) {
+                    break;
+                }
+                // A handle of its own, so the decoder can outlive a turn without moving a
+                // position the plain reads share.
+                let Some(handle) = t.file.as_ref().and_then(|f| f.try_clone().ok()) else {
+                    return false;
+                };
+                t.gz.decoder = Some(flate2::bufread::GzDecoder::new(FileCursor::new(
+                    handle,
+                    t.gz.member_start,
+                )));
+                t.gz.produced = 0;
+                t.gz.incomplete_at = None;
+            }
+            let Some(decoder) = t.gz.decoder.as_mut() else {
+                break;
+            };
+            match decoder.read(&mut block) {
+                Ok(0) => {
+                    // The member is complete: the next one starts where its trailer ended.
+                    let end = decoder.get_ref().position();
+                    let gz = &mut t.gz;
+                    gz.decoder = None;
+                    gz.member_start = end;
+                    gz.skip = 0;
+                    t.offset = gz.resume_at();
+                    self.touched.insert(t.key);
+                }
+                Ok(n) => {
+                    let gz = &mut t.gz;
+                    // Output cut into entries in an earlier attempt at this member is skipped.
+                    let fresh = gz.skip.saturating_sub(gz.produced).min(n as u64) as usize;
+                    gz.produced += n as u64;
+                    gz.append(&block[fresh..n]);
+                    t.last_growth = Instant::now();
+                    total += n;
+                    if !self.tokenize_gzip(ti, false) {
+                        return false;
+                    }
+                    if total >= READ_BUDGET {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    // Still being written (or cut short): decoded again once the file grows.
+                    let end = decoder.get_ref().end();
+                    t.gz.abandon_member();
+                    t.gz.incomplete_at = Some(end);
+                    break;
+                }
+                Err(e) => {
+                    let end = decoder.get_ref().end().max(size);
+                    tracing::warn!(path = %t.path.display(), error = %e, at = t.gz.member_start, "damaged gzip data in a log file; skipping to its current end");
+                    let gz = &mut t.gz;
+                    gz.abandon_member();
+                    gz.member_start = end;
+                    gz.skip = 0;
+                    t.offset = gz.resume_at();
+                    self.touched.insert(t.key);
+                    break;
+                }
+            }
         }
-        t.last_growth = Instant::now();
-        t.size = size;
-        let key = t.key;
-        let mut rest: &[u8] = &text;
-        let mut entries = Vec::new();
-        while let Some(token) = self.s.splitter.next(rest, true) {
-            entries.push(rest[token.start..token.end].to_vec());
-            rest = &rest[token.advance..];
+        // Every member complete: a last entry without its end goes out once the file has not
+        // grown for `force_flush_period`, as for a plain file.
+        let t = &self.files[ti];
+        if t.gz.decoder.is_none()
+            && t.gz.incomplete_at.is_none()
+            && !t.gz.text.is_empty()
+            && let Some(period) = self.s.force_flush
+            && t.last_growth.elapsed() >= period
+        {
+            self.tokenize_gzip(ti, true);
         }
-        let count = entries.len();
-        for (i, token) in entries.into_iter().enumerate() {
-            // Positions inside compressed data cannot be checkpointed: every entry counts
-            // from the start of the section, the last one to its end.
-            let end = if i + 1 == count { size } else { start };
-            self.emit(ti, &token, start, end);
+        false
+    }
+
+    /// Cuts the decoded, not yet cut text of a gzip file into entries. Each entry counts from
+    /// the start of the member its first byte came from, and ends where reading would resume
+    /// after it. False when the delivery side is gone.
+    fn tokenize_gzip(&mut self, ti: usize, flush: bool) -> bool {
+        let text = std::mem::take(&mut self.files[ti].gz.text);
+        let utf8 = matches!(self.s.encoding, FileEncoding::Utf8 | FileEncoding::Utf8Raw);
+        let mut consumed = 0usize;
+        let mut open = true;
+        while let Some((token, forced)) = self.next_token(&text[consumed..], flush, utf8) {
+            let rest = &text[consumed..];
+            let gz = &mut self.files[ti].gz;
+            let start = gz.resume_at();
+            gz.consume(token.advance);
+            let end = gz.resume_at();
+            self.files[ti].offset = end;
+            consumed += token.advance;
+            if !self.take_token(ti, &rest[token.start..token.end], forced, start, end) {
+                open = false;
+                break;
+            }
         }
-        let t = &mut self.files[ti];
-        t.offset = size;
-        self.touched.insert(key);
+        let mut text = text;
+        text.drain(..consumed);
+        self.files[ti].gz.text = text;
+        open
+    }
+
+    /// The byte order of a UTF-16 file (true: little-endian), `None` for other encodings.
+    /// `utf-16` follows the file's byte-order mark, little-endian without one, as upstream.
+    fn utf16_order(&mut self, ti: usize) -> Option<bool> {
+        match self.s.encoding {
+            FileEncoding::Utf16Le => Some(true),
+            FileEncoding::Utf16Be => Some(false),
+            FileEncoding::Utf16 => {
+                let t = &mut self.files[ti];
+                if let Some(le) = t.utf16_le {
+                    return Some(le);
+                }
+                // The fingerprint is the file's first bytes; with fewer than two the order
+                // is decided again once it grows.
+                let le = !matches!(t.fingerprint.get(..2)?, [0xFE, 0xFF]);
+                t.utf16_le = Some(le);
+                Some(le)
+            }
+            _ => None,
+        }
     }
 
     /// Cuts the pending bytes of a file into entries.
     fn tokenize(&mut self, ti: usize, flush: bool) {
-        let utf16 = match self.s.encoding {
-            FileEncoding::Utf16Le => Some(true),
-            FileEncoding::Utf16Be => Some(false),
+        let utf16 = self.utf16_order(ti).or(match self.s.encoding {
+            // Too short to tell yet: nothing whole to transcode either way.
+            FileEncoding::Utf16 => Some(true),
             _ => None,
-        };
+        });
+        if let (FileEncoding::Utf16, Some(le)) = (self.s.encoding, utf16) {
+            // The byte-order mark is not text: it is passed over, not put in the first entry.
+            let t = &mut self.files[ti];
+            let mark: [u8; 2] = if le { [0xFF, 0xFE] } else { [0xFE, 0xFF] };
+            if t.offset == 0 && t.pending.starts_with(&mark) {
+                t.pending.drain(..2);
+                t.offset = 2;
+                self.touched.insert(t.key);
+            }
+        }
         let pending = std::mem::take(&mut self.files[ti].pending);
         let (text, raw_used) = match utf16 {
             Some(le) => {
@@ -854,37 +1059,19 @@ impl Reader {
         let data: &[u8] = if utf16.is_some() { &text } else { &pending };
         // Flush only what was transcoded whole; a dangling half unit waits.
         let flush = flush && raw_used == pending.len();
+        // UTF-16 is cut after transcoding, so its text is UTF-8 too.
+        let utf8 = matches!(
+            self.s.encoding,
+            FileEncoding::Utf8
+                | FileEncoding::Utf8Raw
+                | FileEncoding::Utf16
+                | FileEncoding::Utf16Le
+                | FileEncoding::Utf16Be
+        );
         let mut consumed_text = 0usize;
         let mut consumed_raw = 0usize;
-        let max = self.s.max_log_size;
-        loop {
+        while let Some((token, forced)) = self.next_token(&data[consumed_text..], flush, utf8) {
             let rest = &data[consumed_text..];
-            if rest.is_empty() {
-                break;
-            }
-            let (token, forced) = match self.s.splitter.next(rest, flush) {
-                Some(t) if t.end - t.start <= max => (t, false),
-                // Longer than max_log_size (delimited or not yet): cut there.
-                found if found.is_some() || rest.len() >= max => {
-                    // Longer than max_log_size: cut there, on a character boundary.
-                    let mut cut = max;
-                    if !matches!(self.s.encoding, FileEncoding::Nop) {
-                        while cut > 0 && cut < rest.len() && (rest[cut] & 0xC0) == 0x80 {
-                            cut -= 1;
-                        }
-                        if cut == 0 {
-                            cut = max;
-                        }
-                    }
-                    let token = super::split::Token {
-                        start: 0,
-                        end: cut,
-                        advance: cut,
-                    };
-                    (token, true)
-                }
-                _ => break,
-            };
             let advance_raw = match utf16 {
                 Some(_) => utf16_len(&rest[..token.advance]),
                 None => token.advance,
@@ -893,27 +1080,69 @@ impl Reader {
             let start = t.offset;
             let end = start + advance_raw as u64;
             t.offset = end;
-            let key = t.key;
-            // With `truncate`, the rest of an entry cut at max_log_size is skipped up to
-            // the entry's end.
-            let skipping = t.truncating;
-            t.truncating = forced && self.s.truncate_long_entries;
             consumed_text += token.advance;
             consumed_raw += advance_raw;
-            self.touched.insert(key);
-            if !skipping && token.end > token.start {
-                let bytes = rest[token.start..token.end].to_vec();
-                self.emit(ti, &bytes, start, end);
-            }
-            if (self.builder.records() >= BATCH_RECORDS || self.builder.bytes() >= BATCH_BYTES)
-                && !self.cut()
-            {
+            if !self.take_token(ti, &rest[token.start..token.end], forced, start, end) {
                 break;
             }
         }
         let mut pending = pending;
         pending.drain(..consumed_raw);
         self.files[ti].pending = pending;
+    }
+
+    /// The next entry at the start of `rest`, and whether it was cut at `max_log_size`
+    /// (delimited or not yet, an entry longer than that is cut there). In UTF-8 text the cut
+    /// backs off to a character boundary; other encodings are cut at the byte, as upstream
+    /// does (their continuation bytes are not UTF-8's, so backing off would cut elsewhere).
+    fn next_token(&self, rest: &[u8], flush: bool, utf8: bool) -> Option<(Token, bool)> {
+        if rest.is_empty() {
+            return None;
+        }
+        let max = self.s.max_log_size;
+        match self.s.splitter.next(rest, flush) {
+            Some(t) if t.end - t.start <= max => Some((t, false)),
+            found if found.is_some() || rest.len() >= max => {
+                let mut cut = max;
+                if utf8 {
+                    while cut > 0 && cut < rest.len() && (rest[cut] & 0xC0) == 0x80 {
+                        cut -= 1;
+                    }
+                    if cut == 0 {
+                        cut = max;
+                    }
+                }
+                Some((
+                    Token {
+                        start: 0,
+                        end: cut,
+                        advance: cut,
+                    },
+                    true,
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// One entry cut from a file, `start..end` in it: emitted (unless it is the rest of an
+    /// entry cut at `max_log_size` with `truncate`), and the batch handed over once full.
+    /// False when the delivery side is gone.
+    fn take_token(&mut self, ti: usize, text: &[u8], forced: bool, start: u64, end: u64) -> bool {
+        let truncate = self.s.truncate_long_entries;
+        let t = &mut self.files[ti];
+        // With `truncate`, the rest of an entry cut at max_log_size is skipped up to the
+        // entry's end.
+        let skipping = t.truncating;
+        t.truncating = forced && truncate;
+        self.touched.insert(t.key);
+        if !skipping && !text.is_empty() {
+            self.emit(ti, text, start, end);
+        }
+        if self.builder.records() >= BATCH_RECORDS || self.builder.bytes() >= BATCH_BYTES {
+            return self.cut();
+        }
+        true
     }
 
     /// One token of a file: a header line, or an entry through the operators.
@@ -1075,22 +1304,142 @@ impl Reader {
     }
 }
 
-/// Reads `file` from `at` to `end` without moving a shared position.
-struct SectionReader<'a> {
-    file: &'a File,
-    at: u64,
-    end: u64,
+/// Where a gzip file stands. Reading cannot resume inside a member (deflate has no entry
+/// points), so the file's offset is the start of the member holding the first byte not yet
+/// cut into an entry, or of the member being decoded when all before it is cut.
+#[derive(Default)]
+struct GzProgress {
+    /// Where the member being decoded (or the next one) starts.
+    member_start: u64,
+    /// Output of that member cut into entries in an earlier attempt (it was still being
+    /// written): passed over when it is decoded again.
+    skip: u64,
+    /// Output not yet cut into entries...
+    text: Vec<u8>,
+    /// ...and the member each run of it came from, oldest first.
+    origins: VecDeque<(u64, usize)>,
+    /// The member at `member_start` part way through, with its output so far.
+    decoder: Option<flate2::bufread::GzDecoder<FileCursor>>,
+    produced: u64,
+    /// The file's end when its last member was found incomplete: tried again once it grows.
+    incomplete_at: Option<u64>,
 }
 
-impl Read for SectionReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.end.saturating_sub(self.at) as usize;
-        if left == 0 {
-            return Ok(0);
+impl GzProgress {
+    fn at(offset: u64) -> GzProgress {
+        GzProgress {
+            member_start: offset,
+            ..GzProgress::default()
         }
-        let n = buf.len().min(left);
-        let read = self.file.read_at(&mut buf[..n], self.at)?;
-        self.at += read as u64;
-        Ok(read)
+    }
+
+    /// Where reading would resume to lose nothing not yet cut.
+    fn resume_at(&self) -> u64 {
+        self.origins.front().map_or(self.member_start, |o| o.0)
+    }
+
+    /// Output of the member at `member_start`.
+    fn append(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.text.extend_from_slice(bytes);
+        match self.origins.back_mut() {
+            Some((start, len)) if *start == self.member_start => *len += bytes.len(),
+            _ => self.origins.push_back((self.member_start, bytes.len())),
+        }
+    }
+
+    /// `n` bytes at the front of the text were cut into entries (the text itself is drained
+    /// by the caller).
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.origins.front_mut() else {
+                return;
+            };
+            if front.1 > n {
+                front.1 -= n;
+                return;
+            }
+            n -= front.1;
+            self.origins.pop_front();
+        }
+    }
+
+    /// Gives up the member part way through: its output not yet cut is taken back, to be
+    /// decoded again (what was cut from it is then skipped).
+    fn abandon_member(&mut self) {
+        if self.decoder.take().is_none() {
+            return;
+        }
+        let in_text = match self.origins.back() {
+            Some(&(start, len)) if start == self.member_start => len,
+            _ => 0,
+        };
+        if in_text > 0 {
+            self.origins.pop_back();
+            self.text.truncate(self.text.len().saturating_sub(in_text));
+        }
+        self.skip = self.skip.max(self.produced.saturating_sub(in_text as u64));
+        self.produced = 0;
+    }
+}
+
+/// A file read from a position on through a buffer of its own, knowing which position the
+/// decoder has taken up to (so the end of a gzip member is known exactly).
+struct FileCursor {
+    file: File,
+    /// The file position after the buffered bytes.
+    at: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+}
+
+impl FileCursor {
+    fn new(file: File, at: u64) -> FileCursor {
+        FileCursor {
+            file,
+            at,
+            buf: vec![0; READ_BLOCK],
+            pos: 0,
+            filled: 0,
+        }
+    }
+
+    /// The position of the next byte the decoder would take.
+    fn position(&self) -> u64 {
+        self.at - (self.filled - self.pos) as u64
+    }
+
+    /// How far the file was read.
+    fn end(&self) -> u64 {
+        self.at
+    }
+}
+
+impl Read for FileCursor {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for FileCursor {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos == self.filled {
+            let n = self.file.read_at(&mut self.buf, self.at)?;
+            self.at += n as u64;
+            self.pos = 0;
+            self.filled = n;
+        }
+        Ok(&self.buf[self.pos..self.filled])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.filled);
     }
 }

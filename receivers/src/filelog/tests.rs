@@ -56,18 +56,41 @@ impl Got {
     }
 }
 
-#[derive(Default)]
 struct Sink {
     got: Mutex<Vec<Got>>,
     refuse: AtomicBool,
     permanent: AtomicBool,
     batches: AtomicUsize,
+    /// Records in each batch taken.
+    sizes: Mutex<Vec<usize>>,
+    /// Batches from this one on (counting from 0) are kept unanswered in `held`: a pipeline
+    /// that never acknowledges.
+    hold_from: AtomicUsize,
+    held: Mutex<Vec<Batch<Logs>>>,
+}
+
+impl Default for Sink {
+    fn default() -> Self {
+        Sink {
+            got: Mutex::default(),
+            refuse: AtomicBool::default(),
+            permanent: AtomicBool::default(),
+            batches: AtomicUsize::default(),
+            sizes: Mutex::default(),
+            hold_from: AtomicUsize::new(usize::MAX),
+            held: Mutex::default(),
+        }
+    }
 }
 
 #[async_trait]
 impl Consumer<Logs> for Sink {
     async fn consume(&self, batch: Batch<Logs>) {
-        self.batches.fetch_add(1, AtomicOrdering::SeqCst);
+        let number = self.batches.fetch_add(1, AtomicOrdering::SeqCst);
+        if number >= self.hold_from.load(AtomicOrdering::SeqCst) {
+            self.held.lock().unwrap().push(batch);
+            return;
+        }
         if self.permanent.load(AtomicOrdering::SeqCst) {
             batch.settle(&Err(DeliveryError::permanent("bad data")));
             return;
@@ -76,6 +99,7 @@ impl Consumer<Logs> for Sink {
             batch.settle(&Err(DeliveryError::retryable("backend down")));
             return;
         }
+        self.sizes.lock().unwrap().push(batch.items());
         let mut got = self.got.lock().unwrap();
         for r in batch.resources() {
             let resource: Vec<(String, String)> = r
@@ -155,12 +179,16 @@ impl Harness {
     }
 
     fn append(&self, name: &str, text: &str) {
+        self.append_bytes(name, text.as_bytes());
+    }
+
+    fn append_bytes(&self, name: &str, bytes: &[u8]) {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(self.path(name))
             .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
+        f.write_all(bytes).unwrap();
     }
 
     fn config(&self, yaml: &str) -> ComponentConfig {
@@ -207,16 +235,56 @@ impl Harness {
 
     /// The offsets saved in the checkpoint, by path.
     fn saved(&self) -> Vec<(String, u64)> {
-        let dir = self.path("state/filelog/checkpoints/offsets");
-        let Ok(bytes) = std::fs::read(dir) else {
-            return Vec::new();
-        };
-        checkpoint::load(&bytes)
-            .unwrap()
+        self.saved_records()
             .into_iter()
             .map(|r| (r.path, r.offset))
             .collect()
     }
+
+    /// The files saved in the checkpoint.
+    fn saved_records(&self) -> Vec<checkpoint::FileRecord> {
+        let Ok(bytes) = std::fs::read(self.checkpoint_path()) else {
+            return Vec::new();
+        };
+        checkpoint::load(&bytes).unwrap()
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.path("state/filelog/checkpoints/offsets")
+    }
+
+    /// Waits (bounded) until the checkpoint saves `offset` for `name`; returns what it saves.
+    async fn wait_saved(&self, name: &str, offset: u64) -> Vec<(String, u64)> {
+        let path = self.path(name).display().to_string();
+        for _ in 0..400 {
+            if self.saved().iter().any(|(p, o)| *p == path && *o == offset) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.saved()
+    }
+}
+
+/// Waits (bounded) until `done` holds.
+async fn wait_until(mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text).unwrap();
+    gz.finish().unwrap()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
 }
 
 async fn stop(receiver: &FilelogReceiver) {
@@ -731,6 +799,329 @@ async fn an_operator_holding_entries_holds_the_checkpoint() {
     // Committed up to the start of the line still held.
     assert_eq!(h.saved()[0].1, 15);
     stop(&receiver).await;
+}
+
+/// Bug b: a file truncated and read again under `read_whole_file` has a new fingerprint and
+/// offsets counted from 0. Saved before those reads are acknowledged, the new fingerprint
+/// went with the old offset; after a crash, the file grown past that offset was resumed there,
+/// losing its new lines before it.
+#[tokio::test]
+async fn a_truncated_file_keeps_its_old_identity_until_its_new_reads_are_acknowledged() {
+    let h = Harness::new();
+    let old = lines("a", 0..10);
+    h.write("t.log", &old);
+    let sink = Arc::new(Sink::default());
+    let config = "include: ['@DIR@/t.log']\nstart_at: beginning\npoll_interval: 20ms\nstorage: file_storage\n";
+    let receiver = h.start(config, &sink).await;
+    assert_eq!(sink.wait_for(10).await.len(), 10);
+    h.wait_saved("t.log", old.len() as u64).await;
+    // The backend goes down; the file is truncated and written again (its first line, the
+    // same as before, so it reads as truncated in place).
+    sink.refuse.store(true, AtomicOrdering::SeqCst);
+    let refused_before = sink.batches.load(AtomicOrdering::SeqCst);
+    std::fs::write(h.path("t.log"), "a 0\n").unwrap();
+    wait_until(|| sink.batches.load(AtomicOrdering::SeqCst) > refused_before).await;
+    receiver
+        .shutdown(Instant::now() + Duration::from_millis(300))
+        .await;
+    let saved = h.saved_records();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(
+        (saved[0].fingerprint.as_str(), saved[0].offset),
+        (
+            checkpoint::to_hex(old.as_bytes()).as_str(),
+            old.len() as u64
+        ),
+        "an identity was saved with an offset that is not its own"
+    );
+    // The file grows past the old offset while sluice is down; the restart reads it all.
+    h.append("t.log", &lines("new", 1..20));
+    let again = Arc::new(Sink::default());
+    let receiver = h.start(config, &again).await;
+    let got = again.wait_for(20).await;
+    stop(&receiver).await;
+    let mut want = vec!["a 0".to_string()];
+    want.extend((1..20).map(|i| format!("new {i}")));
+    assert_eq!(again.bodies(), want, "got {got:?}");
+}
+
+/// Bug c, first half: once a checkpoint was saved, a restart is not a first start, so a file
+/// that appeared while sluice was down is read whole whatever `start_at` says, even when no
+/// file was there before.
+#[tokio::test]
+async fn a_file_made_while_stopped_is_read_whole() {
+    let h = Harness::new();
+    let sink = Arc::new(Sink::default());
+    let config = "include: ['@DIR@/app.log']\npoll_interval: 20ms\nstorage: file_storage\n";
+    let receiver = h.start(config, &sink).await;
+    wait_until(|| h.checkpoint_path().exists()).await;
+    stop(&receiver).await;
+    assert!(h.checkpoint_path().exists(), "no checkpoint saved");
+    h.write("app.log", &lines("new", 0..3));
+    let again = Arc::new(Sink::default());
+    let receiver = h.start(config, &again).await;
+    let got = again.wait_for(3).await;
+    stop(&receiver).await;
+    assert_eq!(got, ["new 0", "new 1", "new 2"]);
+}
+
+/// Bug c: rotation while sluice is down, by rename and by copytruncate, to names the globs do
+/// not match: the old file's unread tail is found (by inode, or by its first bytes beside it)
+/// and read from the checkpoint, and the new file is read from its start (default
+/// `start_at: end`).
+#[tokio::test]
+async fn rotation_while_stopped_loses_nothing() {
+    let h = Harness::new();
+    let config = "include: ['@DIR@/app.log']\npoll_interval: 20ms\nstorage: file_storage\n";
+    let sink = Arc::new(Sink::default());
+    let receiver = h.start(config, &sink).await;
+    wait_until(|| h.checkpoint_path().exists()).await;
+    // Made after the start: read whole.
+    h.write("app.log", &lines("a", 0..5));
+    assert_eq!(sink.wait_for(5).await.len(), 5);
+    stop(&receiver).await;
+
+    // Down: lines written, the file renamed, a new one begun.
+    h.append("app.log", &lines("a", 5..8));
+    std::fs::rename(h.path("app.log"), h.path("app.log.1")).unwrap();
+    h.write("app.log", &lines("b", 0..3));
+    let again = Arc::new(Sink::default());
+    let receiver = h.start(config, &again).await;
+    let got = again.wait_for(6).await;
+    // Every file is read to its end before the stop (nothing left for the next run).
+    h.wait_saved("app.log", lines("b", 0..3).len() as u64).await;
+    h.wait_saved("app.log.1", lines("a", 0..8).len() as u64)
+        .await;
+    stop(&receiver).await;
+    assert_eq!(
+        sorted(again.bodies()),
+        ["a 5", "a 6", "a 7", "b 0", "b 1", "b 2"],
+        "got {got:?}"
+    );
+
+    // Down again: lines written, then copied and truncated, and written again.
+    h.append("app.log", &lines("b", 3..5));
+    std::fs::copy(h.path("app.log"), h.path("app.log.2")).unwrap();
+    std::fs::write(h.path("app.log"), lines("c", 0..2)).unwrap();
+    let third = Arc::new(Sink::default());
+    let receiver = h.start(config, &third).await;
+    let got = third.wait_for(4).await;
+    h.wait_saved("app.log", lines("c", 0..2).len() as u64).await;
+    stop(&receiver).await;
+    assert_eq!(
+        sorted(third.bodies()),
+        ["b 3", "b 4", "c 0", "c 1"],
+        "got {got:?}"
+    );
+}
+
+/// Bug d: a gzip member is decoded as a stream and cut into batches of bounded size, not
+/// decompressed whole into one batch.
+#[tokio::test]
+async fn gzip_is_read_in_bounded_batches() {
+    let h = Harness::new();
+    let n = reader::BATCH_RECORDS * 2 + 100;
+    std::fs::write(h.path("big.log.gz"), gzip(lines("z", 0..n).as_bytes())).unwrap();
+    let sink = Arc::new(Sink::default());
+    let receiver = h
+        .start(
+            "include: ['@DIR@/*.gz']\nstart_at: beginning\npoll_interval: 20ms\ncompression: gzip\n",
+            &sink,
+        )
+        .await;
+    let got = sink.wait_for(n).await;
+    stop(&receiver).await;
+    let want: Vec<String> = (0..n).map(|i| format!("z {i}")).collect();
+    assert!(got == want, "{} of {n} read", got.len());
+    let sizes = sink.sizes.lock().unwrap().clone();
+    assert!(
+        sizes.iter().all(|&s| s <= reader::BATCH_RECORDS),
+        "batch sizes {sizes:?}"
+    );
+}
+
+/// Bug d: a gzip member still being written is not passed over: the checkpoint stays at its
+/// start, and it is read once complete; a member written in flushed pieces gives each line
+/// once.
+#[tokio::test]
+async fn a_gzip_member_still_being_written_is_read_once_complete() {
+    let h = Harness::new();
+    let first = gzip(b"g 0\ng 1\n");
+    let second = gzip(b"g 2\ng 3\n");
+    let half = second.len() / 2;
+    let mut start = first.clone();
+    start.extend_from_slice(&second[..half]);
+    std::fs::write(h.path("live.gz"), &start).unwrap();
+    let sink = Arc::new(Sink::default());
+    let receiver = h
+        .start(
+            "include: ['@DIR@/live.gz']\nstart_at: beginning\npoll_interval: 20ms\ncompression: gzip\nstorage: file_storage\n",
+            &sink,
+        )
+        .await;
+    assert_eq!(sink.wait_for(2).await, ["g 0", "g 1"]);
+    assert_eq!(
+        h.wait_saved("live.gz", first.len() as u64).await,
+        [(h.path("live.gz").display().to_string(), first.len() as u64)],
+        "the checkpoint passed a member not complete"
+    );
+    h.append_bytes("live.gz", &second[half..]);
+    assert_eq!(sink.wait_for(4).await, ["g 0", "g 1", "g 2", "g 3"]);
+
+    // A member flushed part way (a streaming writer), then finished.
+    let mut writer = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    writer.write_all(b"s 0\ns 1\n").unwrap();
+    writer.flush().unwrap();
+    let flushed = writer.get_ref().len();
+    h.append_bytes("live.gz", writer.get_ref());
+    assert_eq!(sink.wait_for(6).await.len(), 6);
+    writer.write_all(b"s 2\n").unwrap();
+    let whole = writer.finish().unwrap();
+    h.append_bytes("live.gz", &whole[flushed..]);
+    let got = sink.wait_for(7).await;
+    let size = std::fs::metadata(h.path("live.gz")).unwrap().len();
+    h.wait_saved("live.gz", size).await;
+    stop(&receiver).await;
+    assert_eq!(
+        sink.bodies(),
+        ["g 0", "g 1", "g 2", "g 3", "s 0", "s 1", "s 2"],
+        "got {got:?}"
+    );
+    assert_eq!(h.saved(), [(h.path("live.gz").display().to_string(), size)]);
+}
+
+/// Bug e: with the pipeline full, the reader waits to hand a batch over. Shutdown releases it
+/// at once (it used to hold the wait until the deadline, leaving the delivery task no time
+/// for its final save), and the checkpoint saved holds what was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_a_blocked_reader_and_saves_what_was_acknowledged() {
+    let h = Harness::new();
+    let n = reader::BATCH_RECORDS * (MAX_IN_FLIGHT + 6);
+    h.write("big.log", &lines("b", 0..n));
+    let first_batch = lines("b", 0..reader::BATCH_RECORDS).len() as u64;
+    let sink = Arc::new(Sink::default());
+    // The first batch is acknowledged; none after it ever is.
+    sink.hold_from.store(1, AtomicOrdering::SeqCst);
+    let receiver = h
+        .start(
+            "include: ['@DIR@/big.log']\nstart_at: beginning\npoll_interval: 20ms\nstorage: file_storage\n",
+            &sink,
+        )
+        .await;
+    wait_until(|| sink.held.lock().unwrap().len() >= MAX_IN_FLIGHT).await;
+    assert_eq!(sink.held.lock().unwrap().len(), MAX_IN_FLIGHT);
+    h.wait_saved("big.log", first_batch).await;
+    let reading = receiver
+        .running
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .stop_reading
+        .clone();
+    receiver
+        .shutdown(Instant::now() + Duration::from_secs(1))
+        .await;
+    // The reader holds the other reference to this flag until its thread ends.
+    assert_eq!(
+        Arc::strong_count(&reading),
+        1,
+        "the reading thread still runs after shutdown returned"
+    );
+    assert_eq!(
+        h.saved(),
+        [(h.path("big.log").display().to_string(), first_batch)]
+    );
+}
+
+/// Bug f: `utf-16` follows each file's byte-order mark (little-endian without one), and the
+/// mark is not part of the first entry.
+#[tokio::test]
+async fn utf16_follows_the_byte_order_mark() {
+    let h = Harness::new();
+    let mut be = vec![0xFE, 0xFF];
+    be.extend("héllo\nwörld\n".encode_utf16().flat_map(u16::to_be_bytes));
+    std::fs::write(h.path("be.u16"), &be).unwrap();
+    let mut le = vec![0xFF, 0xFE];
+    le.extend("one\n".encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(h.path("le.u16"), &le).unwrap();
+    let plain: Vec<u8> = "two\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    std::fs::write(h.path("plain.u16"), &plain).unwrap();
+    let sink = Arc::new(Sink::default());
+    let receiver = h
+        .start(
+            "include: ['@DIR@/*.u16']\nstart_at: beginning\npoll_interval: 20ms\nencoding: utf-16\ninclude_file_record_offset: true\n",
+            &sink,
+        )
+        .await;
+    let got = sink.wait_for(4).await;
+    stop(&receiver).await;
+    assert_eq!(sorted(got), ["héllo", "one", "two", "wörld"]);
+    let one = sink
+        .records()
+        .into_iter()
+        .find(|r| r.body() == "one")
+        .unwrap();
+    assert_eq!(
+        one.attribute("log.file.record_offset").as_deref(),
+        Some("2")
+    );
+}
+
+/// Bug f: the back-off to a character boundary at a `max_log_size` cut is UTF-8's; a legacy
+/// encoding whose bytes 0x80-0xBF are characters of their own is cut at the byte.
+#[tokio::test]
+async fn a_cut_at_max_log_size_backs_off_only_in_utf8() {
+    for (encoding, text, want) in [
+        (
+            "windows-1252",
+            &b"aaaaaaaaa\xa9\xa9\xa9\n"[..],
+            vec!["aaaaaaaaa\u{a9}", "\u{a9}\u{a9}"],
+        ),
+        ("utf-8", "aaaaaaaaaé€\n".as_bytes(), vec!["aaaaaaaaa", "é€"]),
+    ] {
+        let h = Harness::new();
+        std::fs::write(h.path("cut.log"), text).unwrap();
+        let sink = Arc::new(Sink::default());
+        let receiver = h
+            .start(
+                &format!("include: ['@DIR@/cut.log']\nstart_at: beginning\npoll_interval: 20ms\nmax_log_size: 10\nencoding: {encoding}\n"),
+                &sink,
+            )
+            .await;
+        let got = sink.wait_for(want.len()).await;
+        stop(&receiver).await;
+        assert_eq!(got, want, "{encoding}");
+    }
+}
+
+/// The search for a rotated file's copy opens files the globs do not match: a FIFO among
+/// them is passed over, since opening it for reading would block the reading thread until a
+/// writer came (the globs themselves only ever match regular files).
+#[tokio::test]
+async fn a_fifo_beside_a_rotated_file_does_not_stop_reading() {
+    let h = Harness::new();
+    let made = std::process::Command::new("mkfifo")
+        .arg(h.path("app.log.0"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    h.write("app.log", &lines("c", 0..3));
+    let sink = Arc::new(Sink::default());
+    let receiver = h
+        .start(
+            "include: ['@DIR@/app.log']\nstart_at: beginning\npoll_interval: 20ms\n",
+            &sink,
+        )
+        .await;
+    assert_eq!(sink.wait_for(3).await.len(), 3);
+    // copytruncate: the copy is searched for beside the file, past the FIFO.
+    h.append("app.log", &lines("c", 3..5));
+    std::fs::copy(h.path("app.log"), h.path("app.log.1")).unwrap();
+    std::fs::write(h.path("app.log"), "after 0\n").unwrap();
+    let got = sink.wait_for(6).await;
+    stop(&receiver).await;
+    assert_eq!(sorted(got), ["after 0", "c 0", "c 1", "c 2", "c 3", "c 4"]);
 }
 
 fn errors(h: &Harness, yaml: &str) -> String {
