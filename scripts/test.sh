@@ -32,6 +32,12 @@ if ! command -v chromium >/dev/null; then
     || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 fi
 
+# The syslog tests (tests/e2e/syslog.rs) send with util-linux's `logger`.
+if ! command -v logger >/dev/null; then
+  echo "== installing: bsdutils (logger)"
+  apt-get install -y -qq bsdutils || { apt-get update -qq && apt-get install -y -qq bsdutils; }
+fi
+
 # The Kafka end-to-end tests (tests/e2e/kafka.rs) start their own tansu brokers on free ports.
 if ! command -v tansu >/dev/null; then
   echo "== installing: tansu"
