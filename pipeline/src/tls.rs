@@ -195,11 +195,18 @@ pub fn certified_key(
         .key_provider
         .load_private_key(key)
         .map_err(|e| format!("{named}: {e}"))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    let certified = CertifiedKey::new(chain, signing);
+    // A certificate and key read a moment apart (a reload between the two writes of a
+    // rotation) may not belong together: refused here, so the last good pair stays in use.
+    certified
+        .keys_match()
+        .map_err(|e| format!("{} and {named} do not belong together: {e}", cert.name))?;
+    Ok(Arc::new(certified))
 }
 
 /// A value loaded from files, loaded again once `every` has passed since the last load. A
-/// failed reload keeps the last good value (and says so in the log), as the Collector does.
+/// failed reload keeps the last good value (and says so in the log) and is tried again at
+/// the next use after `every`, so a half-written rotation never takes the server down.
 pub struct Reloading<T> {
     every: Option<Duration>,
     load: Box<dyn Fn() -> Result<T, String> + Send + Sync>,

@@ -24,7 +24,7 @@ receivers:
         endpoint: "@HTTP@"
         cors:
           allowed_origins: ["{allowed_origin}"]
-          allowed_headers: ["X-Tenant"]
+          allowed_headers: ["Content-Type", "X-Tenant"]
           exposed_headers: ["X-Served-By"]
           max_age: 600
         response_headers:

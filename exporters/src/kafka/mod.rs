@@ -76,6 +76,34 @@ impl ExporterFactory for KafkaExporterFactory {
         let resolved = cfg
             .resolve(&shared, signals, settings.timeout)
             .map_err(at)?;
+        // Batches merged after the queue keep only the metadata they all share (see
+        // `sending_queue.batch.partition`): a key read here must partition them, or merged
+        // batches would lose it and go to the default topic, as upstream also refuses.
+        if let Some(batch) = settings.queue.batch.as_ref() {
+            let partitioned = &batch.partition.metadata_keys;
+            let read = cfg
+                .include_metadata_keys
+                .iter()
+                .map(|k| ("include_metadata_keys", k))
+                .chain(
+                    resolved
+                        .targets
+                        .iter()
+                        .filter_map(|(_, t)| t.topic_from_metadata_key.as_ref())
+                        .map(|k| ("topic_from_metadata_key", k)),
+                );
+            for (key, name) in read {
+                if !partitioned.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+                    return Err(at(Problem::new(
+                        "sending_queue.batch.partition.metadata_keys",
+                        format!(
+                            "`{name}` ({key}) must be listed here: batches merged after the queue \
+                             keep only the metadata they all share"
+                        ),
+                    )));
+                }
+            }
+        }
         let name = config.id.to_string();
         let exporter = Arc::new(KafkaExporter::new(&name, &cfg, resolved, ctx));
         let settings = HelperSettings {

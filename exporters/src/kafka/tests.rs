@@ -630,6 +630,16 @@ fn keys_needing_an_extension_or_in_conflict_are_refused_clearly() {
     let ctx = BuildContext::default();
     for (yaml, key, says) in [
         (
+            "include_metadata_keys: [tenant]\nsending_queue: {batch: {}}",
+            "sending_queue.batch.partition.metadata_keys",
+            "must be listed here",
+        ),
+        (
+            "logs: {topic_from_metadata_key: tenant}\nsending_queue: {batch: {partition: {metadata_keys: [other]}}}",
+            "sending_queue.batch.partition.metadata_keys",
+            "must be listed here",
+        ),
+        (
             "partition_traces_by_id: true\ntraces: {message_key_from_metadata_key: k}",
             "traces.message_key_from_metadata_key",
             "cannot be combined",

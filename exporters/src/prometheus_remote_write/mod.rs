@@ -371,26 +371,14 @@ impl ExporterFactory for RemoteWriteExporterFactory {
         // Prometheus refuses a sample older than the newest of its series, so batches go one
         // after another, in queue order: several consumers would race to the send line in the
         // order their conversions finish, not the order of the queue (a test lost a point to
-        // that). The requests of one batch still go in parallel (different series).
-        let written = ["remote_write_queue", "sending_queue"]
-            .iter()
-            .any(|section| config.node.get_path([*section, "num_consumers"]).is_some());
+        // that). `num_consumers` keeps upstream's meaning instead: how many requests of one
+        // batch (different series) go at once, unless max_batch_request_parallelism says.
         let consumers = if config.node.get("remote_write_queue").is_some() {
             queue.num_consumers
         } else {
             settings.queue.num_consumers
-        };
-        if written && consumers > 1 {
-            ctx.warnings.push(sluice_config::Diagnostic::new(
-                Some(config.node.pos.clone()),
-                format!("{}.remote_write_queue.num_consumers", config.path),
-                format!(
-                    "{consumers} consumers would send batches out of order, which Prometheus refuses; \
-                     sluice sends one batch at a time (each batch's requests in parallel, \
-                     max_batch_request_parallelism)"
-                ),
-            ));
         }
+        .max(1);
         settings.queue.num_consumers = 1;
         let name = config.id.to_string();
         let translation = Translation {
@@ -413,9 +401,7 @@ impl ExporterFactory for RemoteWriteExporterFactory {
             created_metric: cfg.export_created_metric.enabled && config_has(config, "export_created_metric"),
             send_metadata: cfg.send_metadata,
             max_bytes: cfg.max_batch_size_bytes.unwrap_or(3_000_000),
-            parallelism: cfg
-                .max_batch_request_parallelism
-                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            parallelism: cfg.max_batch_request_parallelism.unwrap_or(consumers),
             line: SendLine::new(RetryBounds::from_settings(&settings)),
             rejected: ctx.telemetry.metrics.counter(
                 "sluice_exporter_prometheusremotewrite_rejected_samples",

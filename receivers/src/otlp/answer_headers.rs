@@ -2,10 +2,12 @@
 //! (preflights answered here, before the OTLP handler, which only takes POST), and the
 //! configured `response_headers`.
 //!
-//! CORS follows the collector's HTTP server: credentials allowed, the allowed origin echoed
-//! back, `GET`, `POST` and `HEAD` allowed, the requested headers checked against `Accept`,
-//! `Content-Type`, `X-Requested-With`, `Origin` and `allowed_headers`. A preflight that is not
-//! allowed is answered 204 without CORS headers, so the browser, not the server, refuses it.
+//! CORS follows the collector's HTTP server (rs/cors): credentials allowed, an allowed origin
+//! echoed back (`*` answered as `*`, which browsers never combine with credentials, so a
+//! wildcard cannot leak a user's cookies to any site), `GET`, `POST` and `HEAD` allowed, the
+//! requested headers checked against `allowed_headers` (`Accept`, `Content-Type` and
+//! `X-Requested-With` when it is empty). A preflight that is not allowed is answered 204
+//! without CORS headers, so the browser, not the server, refuses it.
 
 use std::sync::Arc;
 
@@ -17,8 +19,8 @@ use http::{Method, StatusCode};
 
 use super::config::{CorsConfig, HttpConfig};
 
-/// Headers a page may always send.
-const ALWAYS_ALLOWED_HEADERS: &[&str] = &["accept", "content-type", "x-requested-with", "origin"];
+/// The headers a page may send when `allowed_headers` is empty.
+const DEFAULT_ALLOWED_HEADERS: &[&str] = &["accept", "content-type", "x-requested-with"];
 
 const ALLOWED_METHODS: &[Method] = &[Method::GET, Method::POST, Method::HEAD];
 
@@ -88,18 +90,18 @@ impl Cors {
         let headers = if config.allowed_headers.iter().any(|h| h == "*") {
             None
         } else {
-            Some(
-                ALWAYS_ALLOWED_HEADERS
+            Some(if config.allowed_headers.is_empty() {
+                DEFAULT_ALLOWED_HEADERS
                     .iter()
                     .map(|h| h.to_string())
-                    .chain(
-                        config
-                            .allowed_headers
-                            .iter()
-                            .map(|h| h.to_ascii_lowercase()),
-                    )
-                    .collect(),
-            )
+                    .collect()
+            } else {
+                config
+                    .allowed_headers
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect()
+            })
         };
         let exposed = if config.exposed_headers.is_empty() {
             None
@@ -124,6 +126,15 @@ impl Cors {
     fn allows_origin(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
         self.origins.iter().any(|o| o.matches(&origin))
+    }
+
+    /// `Access-Control-Allow-Origin` for an allowed `origin`.
+    fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
+        if self.origins.contains(&Origin::Any) {
+            HeaderValue::from_static("*")
+        } else {
+            origin.clone()
+        }
     }
 
     fn allows_headers(&self, requested: &str) -> bool {
@@ -166,7 +177,10 @@ impl Cors {
             return answer;
         }
         if let Ok(value) = HeaderValue::from_str(origin) {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            out.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                self.allow_origin_value(&value),
+            );
         }
         out.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -195,7 +209,10 @@ impl Cors {
         out.append(header::VARY, HeaderValue::from_static("Origin"));
         let Some(origin) = origin else { return };
         if origin.to_str().is_ok_and(|o| self.allows_origin(o)) {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            out.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                self.allow_origin_value(origin),
+            );
             out.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -269,8 +286,12 @@ pub(crate) async fn apply(
         }
         (None, _) => next.run(request).await,
     };
+    // Configured headers never replace what the handler or CORS set (a configured `Vary`
+    // must not drop `Vary: Origin`), as upstream sets them before either runs.
     for (name, value) in &answers.extra {
-        answer.headers_mut().insert(name.clone(), value.clone());
+        if !answer.headers().contains_key(name) {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
     }
     answer
 }
@@ -305,9 +326,11 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert!(cors.allows_headers("content-type, x-tenant"));
+        // rs/cors: once headers are listed, only those (the defaults apply to an empty list).
+        assert!(cors.allows_headers("x-tenant"));
+        assert!(!cors.allows_headers("content-type, x-tenant"));
         assert!(cors.allows_headers(""));
-        assert!(!cors.allows_headers("content-type, authorization"));
+        assert!(!cors.allows_headers("authorization"));
         let any = Cors::from_config(&CorsConfig {
             allowed_origins: vec!["*".into()],
             allowed_headers: vec!["*".into()],
@@ -317,5 +340,9 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(any.allows_headers("authorization, x-anything"));
+        // A wildcard is answered as `*`, which browsers refuse to combine with credentials.
+        let origin = HeaderValue::from_static("https://evil.example");
+        assert_eq!(any.allow_origin_value(&origin), "*");
+        assert_eq!(cors.allow_origin_value(&origin), origin);
     }
 }

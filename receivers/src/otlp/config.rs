@@ -283,6 +283,11 @@ impl HttpConfig {
         if out.contains(&Compression::Snappy) {
             out.push(Compression::SnappyFramed);
         }
+        // An uncompressed body needs no decompressor: upstream passes it on whatever the list
+        // says (an empty list turns decompression off, not requests).
+        if !out.contains(&Compression::None) {
+            out.push(Compression::None);
+        }
         out
     }
 

@@ -258,6 +258,53 @@ mod tests {
     use std::io::Write;
 
     #[test]
+    fn snappy_and_lz4_bombs_stop_at_the_limit() {
+        let zeros = vec![0u8; 1_000_000];
+        let block = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        let mut framed = snap::write::FrameEncoder::new(Vec::new());
+        framed.write_all(&zeros).unwrap();
+        let framed = framed.into_inner().unwrap();
+        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        lz4.write_all(&zeros).unwrap();
+        let lz4 = lz4.finish().unwrap();
+        // A block that only claims a huge size: refused from its header, nothing inflated.
+        let mut liar = Vec::new();
+        let mut n: u64 = 4_000_000_000;
+        while n >= 0x80 {
+            liar.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        liar.push(n as u8);
+        liar.extend_from_slice(&[0, 1, 2, 3]);
+        let admission = Admission::new(10_000_000);
+        for (name, body, compression) in [
+            ("snappy block", &block, Compression::Snappy),
+            ("snappy framed", &framed, Compression::Snappy),
+            ("x-snappy-framed", &framed, Compression::SnappyFramed),
+            ("lz4", &lz4, Compression::Lz4),
+            ("lying snappy block", &liar, Compression::Snappy),
+        ] {
+            let mut permit = admission.reserve(0).unwrap();
+            let r = decompress(body, compression, 100_000, &mut permit);
+            assert!(matches!(r, Err(UnpackError::TooLarge)), "{name}: {r:?}");
+            assert!(
+                permit.bytes() <= 100_001 + BLOCK,
+                "{name}: {}",
+                permit.bytes()
+            );
+        }
+        for (name, body, compression) in [
+            ("snappy block", &block, Compression::Snappy),
+            ("snappy framed", &framed, Compression::Snappy),
+            ("lz4", &lz4, Compression::Lz4),
+        ] {
+            let mut permit = admission.reserve(0).unwrap();
+            let out = decompress(body, compression, 1_000_000, &mut permit).unwrap();
+            assert_eq!(out, zeros, "{name}");
+        }
+    }
+
+    #[test]
     fn decompression_stops_at_the_limit_and_at_the_budget() {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&vec![0u8; 1_000_000]).unwrap();
