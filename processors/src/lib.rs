@@ -10,6 +10,7 @@ pub mod forward;
 pub mod memory_limiter;
 pub mod resource_detection;
 pub mod spanmetrics;
+mod stream_identity;
 pub mod threshold;
 
 use std::sync::Arc;

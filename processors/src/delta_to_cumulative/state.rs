@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use crate::stream_identity::hash_attributes;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ResourceMetrics, exponential_histogram_data_point, metric,
     number_data_point,
@@ -49,38 +50,6 @@ pub struct Accumulator {
     max_streams: usize,
     last_sweep: Instant,
     warned_at: Option<Instant>,
-}
-
-fn hash_value(v: &Option<AnyValue>, h: &mut impl Hasher) {
-    match v.as_ref().and_then(|v| v.value.as_ref()) {
-        None => 0u8.hash(h),
-        Some(any_value::Value::StringValue(s)) => (1u8, s).hash(h),
-        Some(any_value::Value::BoolValue(b)) => (2u8, b).hash(h),
-        Some(any_value::Value::IntValue(i)) => (3u8, i).hash(h),
-        Some(any_value::Value::DoubleValue(d)) => (4u8, d.to_bits()).hash(h),
-        Some(any_value::Value::BytesValue(b)) => (5u8, b).hash(h),
-        Some(any_value::Value::ArrayValue(a)) => {
-            6u8.hash(h);
-            for v in &a.values {
-                hash_value(&Some(v.clone()), h);
-            }
-        }
-        Some(any_value::Value::KvlistValue(kv)) => {
-            7u8.hash(h);
-            hash_attributes(&kv.values, h);
-        }
-        Some(_) => 8u8.hash(h),
-    }
-}
-
-/// Attributes hashed independently of their order.
-fn hash_attributes(attributes: &[KeyValue], h: &mut impl Hasher) {
-    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    for a in sorted {
-        a.key.hash(h);
-        hash_value(&a.value, h);
-    }
 }
 
 impl Accumulator {
