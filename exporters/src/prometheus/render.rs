@@ -136,20 +136,17 @@ pub fn render(acc: &Accumulator, opts: &Options<'_>) -> String {
         }
         let _ = writeln!(out, "# TYPE {family_name} {type_word}");
         for (own, entry) in &family.series {
-            let ts = entry.timestamp_ms;
-            match &entry.value {
-                Value::Number(v) => sample(
-                    &mut out,
-                    &Series {
-                        name: family_name,
-                        own,
-                        ts,
-                    },
-                    value_suffix,
-                    opts,
-                    None,
-                    *v,
-                ),
+            let series = Series {
+                name: family_name,
+                own,
+                ts: entry.timestamp_ms,
+            };
+            // Histograms and summaries: their own lines, then `_sum` and `_count`.
+            let (sum, count) = match &entry.value {
+                Value::Number(v) => {
+                    sample(&mut out, &series, value_suffix, opts, None, *v);
+                    continue;
+                }
                 Value::Histogram {
                     buckets,
                     sum,
@@ -159,41 +156,14 @@ pub fn render(acc: &Accumulator, opts: &Options<'_>) -> String {
                         let le = format_float(*le);
                         sample(
                             &mut out,
-                            &Series {
-                                name: family_name,
-                                own,
-                                ts,
-                            },
+                            &series,
                             "_bucket",
                             opts,
                             Some(("le", &le)),
                             *c as f64,
                         );
                     }
-                    sample(
-                        &mut out,
-                        &Series {
-                            name: family_name,
-                            own,
-                            ts,
-                        },
-                        "_sum",
-                        opts,
-                        None,
-                        *sum,
-                    );
-                    sample(
-                        &mut out,
-                        &Series {
-                            name: family_name,
-                            own,
-                            ts,
-                        },
-                        "_count",
-                        opts,
-                        None,
-                        *count as f64,
-                    );
+                    (*sum, *count)
                 }
                 Value::Summary {
                     quantiles,
@@ -202,45 +172,13 @@ pub fn render(acc: &Accumulator, opts: &Options<'_>) -> String {
                 } => {
                     for (q, v) in quantiles {
                         let q = format_float(*q);
-                        sample(
-                            &mut out,
-                            &Series {
-                                name: family_name,
-                                own,
-                                ts,
-                            },
-                            "",
-                            opts,
-                            Some(("quantile", &q)),
-                            *v,
-                        );
+                        sample(&mut out, &series, "", opts, Some(("quantile", &q)), *v);
                     }
-                    sample(
-                        &mut out,
-                        &Series {
-                            name: family_name,
-                            own,
-                            ts,
-                        },
-                        "_sum",
-                        opts,
-                        None,
-                        *sum,
-                    );
-                    sample(
-                        &mut out,
-                        &Series {
-                            name: family_name,
-                            own,
-                            ts,
-                        },
-                        "_count",
-                        opts,
-                        None,
-                        *count as f64,
-                    );
+                    (*sum, *count)
                 }
-            }
+            };
+            sample(&mut out, &series, "_sum", opts, None, sum);
+            sample(&mut out, &series, "_count", opts, None, count as f64);
         }
     }
     if !acc.target_info.is_empty() {
