@@ -107,6 +107,38 @@ pub(crate) struct Shared {
     pub(crate) log_limit: LogLimiter,
 }
 
+impl Shared {
+    /// With the receiver counters every logs receiver reports, labelled by `transport`.
+    pub(crate) fn new(
+        name: &str,
+        transport: &str,
+        consumer: Option<DynConsumer<Logs>>,
+        retry_on_failure: Option<RetryOnFailure>,
+        metrics: &sluice_pipeline::telemetry::MetricsRegistry,
+    ) -> Shared {
+        let labels = [("receiver", name), ("transport", transport)];
+        Shared {
+            name: name.to_string(),
+            consumer,
+            retry: match retry_on_failure {
+                Some(r) => RetryPolicy::Configured(r),
+                None => RetryPolicy::UntilDelivered,
+            },
+            accepted: metrics.counter(
+                "otelcol_receiver_accepted_log_records",
+                "Number of log records successfully pushed into the pipeline",
+                &labels,
+            ),
+            refused: metrics.counter(
+                "otelcol_receiver_refused_log_records",
+                "Number of log records that could not be pushed into the pipeline",
+                &labels,
+            ),
+            log_limit: LogLimiter::new(DEFAULT_LOG_INTERVAL),
+        }
+    }
+}
+
 struct Running {
     stop_reading: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -260,29 +292,14 @@ fn build(
         resource,
     };
     let name = config.id.to_string();
-    let metrics = &ctx.telemetry.metrics;
-    let labels = [("receiver", name.as_str()), ("transport", "file")];
-    let retry = match cfg.retry_on_failure.clone() {
-        Some(r) => RetryPolicy::Configured(r),
-        None => RetryPolicy::UntilDelivered,
-    };
     Ok(Arc::new(FilelogReceiver {
-        shared: Arc::new(Shared {
-            name: name.clone(),
-            consumer: outputs.logs,
-            retry,
-            accepted: metrics.counter(
-                "otelcol_receiver_accepted_log_records",
-                "Number of log records successfully pushed into the pipeline",
-                &labels,
-            ),
-            refused: metrics.counter(
-                "otelcol_receiver_refused_log_records",
-                "Number of log records that could not be pushed into the pipeline",
-                &labels,
-            ),
-            log_limit: LogLimiter::new(DEFAULT_LOG_INTERVAL),
-        }),
+        shared: Arc::new(Shared::new(
+            &name,
+            "file",
+            outputs.logs,
+            cfg.retry_on_failure.clone(),
+            &ctx.telemetry.metrics,
+        )),
         storage,
         admission: ctx.admission.clone(),
         prepared: Mutex::new(Some(Prepared {

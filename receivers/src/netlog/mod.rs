@@ -35,7 +35,7 @@ use crate::filelog::encoding::FileEncoding;
 use crate::filelog::operators::expr::ExprString;
 use crate::filelog::operators::{self, Entry, Map, Operators, Value};
 use crate::filelog::split::Splitter;
-use crate::filelog::{RetryPolicy, Shared, attempt_until_done};
+use crate::filelog::{Shared, attempt_until_done};
 use framing::{Counts, Delimiter, Framing, Stream};
 
 /// Entries in one batch, at most.
@@ -249,11 +249,13 @@ pub fn build(
     let transport = parts.listen.transport();
     let metrics = &ctx.telemetry.metrics;
     let labels = [("receiver", name.as_str()), ("transport", transport)];
-    let refused = metrics.counter(
-        "otelcol_receiver_refused_log_records",
-        "Number of log records that could not be pushed into the pipeline",
-        &labels,
-    );
+    let shared = Arc::new(Shared::new(
+        &name,
+        transport,
+        outputs.logs,
+        parts.retry_on_failure,
+        metrics,
+    ));
     let counters = Counters {
         open: metrics.gauge(
             "sluice_receiver_connections",
@@ -275,26 +277,11 @@ pub fn build(
             "UDP log messages dropped because the pipeline could not take them in time",
             &labels,
         ),
-        refused: refused.clone(),
+        refused: shared.refused.clone(),
         log: Arc::new(LogLimiter::new(DEFAULT_LOG_INTERVAL)),
     };
-    let retry = match parts.retry_on_failure {
-        Some(r) => RetryPolicy::Configured(r),
-        None => RetryPolicy::UntilDelivered,
-    };
     Ok(Arc::new(NetlogReceiver {
-        shared: Arc::new(Shared {
-            name: name.clone(),
-            consumer: outputs.logs,
-            retry,
-            accepted: metrics.counter(
-                "otelcol_receiver_accepted_log_records",
-                "Number of log records successfully pushed into the pipeline",
-                &labels,
-            ),
-            refused,
-            log_limit: LogLimiter::new(DEFAULT_LOG_INTERVAL),
-        }),
+        shared,
         counters,
         admission: ctx.admission.clone(),
         prepared: Mutex::new(Some(Prepared {
